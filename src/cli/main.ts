@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+/**
+ * The `glassbox` command. Each subcommand lives in `src/cli/commands/` and registers itself on the
+ * program; this file only wires them up and turns errors into one line on stderr and exit code 1.
+ */
+import { Command, CommanderError } from "commander";
+import { GlassboxError } from "../core/errors.js";
+import { registerCommands } from "./commands/index.js";
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = new Command("glassbox")
+    .description("Interpretability for Gemma 3: hook sites, sparse dictionaries, training and evaluation.")
+    .option("--debug", "print stack traces for errors")
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  registerCommands(program);
+  try {
+    await program.parseAsync([...argv], { from: "user" });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 1;
+    const debug = argv.includes("--debug");
+    if (err instanceof GlassboxError) {
+      process.stderr.write(`glassbox: ${err.message}\n`);
+      if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
+      return 1;
+    }
+    const e = err instanceof Error ? err : new Error(String(err));
+    process.stderr.write(`glassbox: internal error: ${e.message}\n`);
+    if (debug && e.stack) process.stderr.write(`${e.stack}\n`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`glassbox: ${String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

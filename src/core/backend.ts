@@ -1,0 +1,210 @@
+/**
+ * The backend interface: the kernels every backend implements.
+ *
+ * Contract (read this before writing a backend):
+ * - Kernels work on flat, contiguous typed arrays plus the sizes/strides they need. They never
+ *   allocate their outputs: the caller (an op in `src/core/ops`) allocates `out` and has already
+ *   validated shapes and dtypes. A kernel must not read or write outside the ranges implied by its
+ *   arguments.
+ * - Inputs are never modified. `out` never aliases an input unless a kernel says so.
+ * - All floating compute is float32. Where an argument may be `Float32Array | Uint16Array`, a
+ *   `HalfDType` argument says how to interpret 16-bit storage; the kernel widens elements on the
+ *   fly and never materialises a full f32 copy of a large operand.
+ * - Strides are in elements. A stride of 0 broadcasts that dimension.
+ * - Kernels are synchronous, except the `*Async` ones, which must not block the event loop
+ *   (the native backend runs them on a worker thread; the reference backend may run them inline).
+ * - Backends hold no per-tensor state: memory is owned by the typed arrays (see docs/architecture.md,
+ *   "Memory ownership").
+ *
+ * The pure TypeScript backend (`src/backends/reference`) is the readable definition of every kernel;
+ * the native backend is tested against it.
+ */
+
+import type { HalfDType } from "./dtype.js";
+
+export type UnaryOp =
+  | "neg"
+  | "exp"
+  | "log"
+  | "sqrt"
+  | "rsqrt"
+  | "abs"
+  | "sign"
+  | "square"
+  | "reciprocal"
+  | "tanh"
+  | "sigmoid"
+  | "relu"
+  /** tanh-approximated GELU: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+  | "gelu_tanh"
+  /** derivative of gelu_tanh with respect to x */
+  | "gelu_tanh_grad"
+  /** Heaviside step: 1 where x > 0, else 0 */
+  | "step";
+
+/** Comparison ops write 1 where true, 0 where false (float32 masks). */
+export type BinaryOp =
+  | "add"
+  | "sub"
+  | "mul"
+  | "div"
+  | "max"
+  | "min"
+  | "pow"
+  | "eq"
+  | "ne"
+  | "lt"
+  | "le"
+  | "gt"
+  | "ge";
+
+export type ReduceOp = "sum" | "max" | "min";
+
+/** Right-operand storage for matmul / gather: f32, or 16-bit floats widened in the kernel. */
+export type FloatSource = Float32Array | Uint16Array;
+
+/**
+ * Batched matmul `out[b] = op(A[b]) @ op(B[b])` with `op(X) = X^T` when the trans flag is set.
+ * Logical shapes: op(A[b]) is [m, k], op(B[b]) is [k, n], out[b] is [m, n] (row-major, contiguous).
+ * Stored A[b] is [m, k] (or [k, m] when transA); stored B[b] is [k, n] (or [n, k] when transB).
+ * `aBatchStride` / `bBatchStride` are element offsets between batches (0 broadcasts one matrix).
+ */
+export interface MatmulArgs {
+  readonly batch: number;
+  readonly m: number;
+  readonly k: number;
+  readonly n: number;
+  readonly transA: boolean;
+  readonly transB: boolean;
+  readonly aBatchStride: number;
+  readonly bBatchStride: number;
+  /** How to read `b`: "f32" for a Float32Array, or "bf16"/"f16" for a Uint16Array. */
+  readonly bDtype: "f32" | HalfDType;
+  /** When true, add into `out` instead of overwriting it. */
+  readonly accumulate: boolean;
+}
+
+/** Elementwise binary op over an N-d output with broadcast strides for each input. */
+export interface BroadcastArgs {
+  /** Output shape; `out` is contiguous with this shape. */
+  readonly shape: readonly number[];
+  /** Strides (elements) of `a` for each output dim, 0 where `a` is broadcast. */
+  readonly aStrides: readonly number[];
+  readonly bStrides: readonly number[];
+}
+
+/** Strided copy: out[dstOffset + sum i_d dstStrides[d]] = src[srcOffset + sum i_d srcStrides[d]]. */
+export interface CopyArgs {
+  readonly shape: readonly number[];
+  readonly srcOffset: number;
+  readonly srcStrides: readonly number[];
+  readonly dstOffset: number;
+  readonly dstStrides: readonly number[];
+}
+
+/**
+ * An axis viewed as [outer, size, inner] (contiguous): reductions, softmax-like and gather/scatter
+ * kernels address element (o, i, j) at `(o * size + i) * inner + j`.
+ */
+export interface AxisArgs {
+  readonly outer: number;
+  readonly size: number;
+  readonly inner: number;
+}
+
+export interface Backend {
+  /** "reference" or "native"; also shown in benchmark and error output. */
+  readonly name: string;
+
+  matmul(a: Float32Array, b: FloatSource, out: Float32Array, args: MatmulArgs): void;
+  /** Same as `matmul`, off the event loop. */
+  matmulAsync(a: Float32Array, b: FloatSource, out: Float32Array, args: MatmulArgs): Promise<void>;
+
+  /** out[i] = op(x[i]); `out` may alias `x`. */
+  unary(op: UnaryOp, x: Float32Array, out: Float32Array): void;
+  /** out = op(a, b) with broadcasting. */
+  binary(op: BinaryOp, a: Float32Array, b: Float32Array, out: Float32Array, args: BroadcastArgs): void;
+  /** out = cond != 0 ? a : b, all three broadcast to `args.shape` (cStrides for cond). */
+  where(
+    cond: Float32Array,
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+    args: BroadcastArgs & { readonly cStrides: readonly number[] },
+  ): void;
+  /** out[i] = x[i] * s + t (fused scale and shift; used by many ops and optimisers). */
+  affine(x: Float32Array, s: number, t: number, out: Float32Array): void;
+
+  /** Reduce the middle axis: out[o, j] = op_i x[o, i, j]. `out` has outer*inner elements. */
+  reduce(op: ReduceOp, x: Float32Array, out: Float32Array, axis: AxisArgs): void;
+  /** Index of the max (or min) along the middle axis; ties pick the first. */
+  argReduce(op: "argmax" | "argmin", x: Float32Array, out: Int32Array, axis: AxisArgs): void;
+
+  /** Softmax over the last axis of a [rows, cols] matrix, in float32 with max subtraction. */
+  softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
+  /** log-softmax over the last axis. */
+  logSoftmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
+  /**
+   * RMSNorm over the last axis: out = x * rsqrt(mean(x^2) + eps) * (weightOffset + weight).
+   * `weight` (length cols) may be null for a plain normalisation; `invRms` (length rows), if given,
+   * receives rsqrt(mean(x^2) + eps) for each row (used by backward passes and frozen-norm analyses).
+   */
+  rmsnorm(
+    x: Float32Array,
+    weight: Float32Array | null,
+    out: Float32Array,
+    rows: number,
+    cols: number,
+    eps: number,
+    weightOffset: number,
+    invRms: Float32Array | null,
+  ): void;
+  /**
+   * Rotary embedding, non-interleaved (rotate_half) over the last axis of size `dim`:
+   * x viewed as [rows, seq, dim]; cos/sin are [seq, dim/2]; for j < dim/2:
+   *   out[.., j]         = x[.., j] cos - x[.., j + dim/2] sin
+   *   out[.., j + dim/2] = x[.., j + dim/2] cos + x[.., j] sin
+   * Passing `inverse` rotates by -angle (the backward pass).
+   */
+  rope(
+    x: Float32Array,
+    cos: Float32Array,
+    sin: Float32Array,
+    out: Float32Array,
+    rows: number,
+    seq: number,
+    dim: number,
+    inverse: boolean,
+  ): void;
+
+  /** out[o, i, j] = src[o, idx[i], j]; src axis has `srcSize` entries, idx has `axis.size` entries. */
+  gather(
+    src: FloatSource,
+    srcDtype: "f32" | HalfDType,
+    idx: Int32Array,
+    out: Float32Array,
+    axis: AxisArgs,
+    srcSize: number,
+  ): void;
+  /** out[o, idx[i], j] += src[o, i, j]; `out` axis has `outSize` entries (index_add / gather's backward). */
+  scatterAdd(src: Float32Array, idx: Int32Array, out: Float32Array, axis: AxisArgs, outSize: number): void;
+  /**
+   * Top-k along the last axis of [rows, cols]: values sorted descending, ties broken by lower index.
+   * NaN never wins.
+   */
+  topk(
+    x: Float32Array,
+    rows: number,
+    cols: number,
+    k: number,
+    values: Float32Array,
+    indices: Int32Array,
+  ): void;
+
+  /** General strided copy (slice, concat, transpose, broadcast materialisation). */
+  copy(src: Float32Array, out: Float32Array, args: CopyArgs): void;
+  /** Widen 16-bit floats to f32. */
+  halfToFloat(src: Uint16Array, dtype: HalfDType, out: Float32Array): void;
+  /** Narrow f32 to bf16/f16 with round-to-nearest-even (NaN stays NaN, overflow to inf). */
+  floatToHalf(src: Float32Array, dtype: HalfDType, out: Uint16Array): void;
+}

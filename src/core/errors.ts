@@ -1,0 +1,24 @@
+/**
+ * Error classes, one per domain. Each carries the file or argument it is about, so the CLI can
+ * print one clear line (and exit 1) instead of a stack trace.
+ */
+
+export class GlassboxError extends Error {
+  /** The file, directory or argument the error is about, when there is one. */
+  readonly subject: string | undefined;
+
+  constructor(message: string, subject?: string) {
+    super(subject === undefined ? message : `${subject}: ${message}`);
+    this.name = new.target.name;
+    this.subject = subject;
+  }
+}
+
+/** Shapes, dtypes or arguments that an op cannot accept. */
+export class TensorError extends GlassboxError {}
+
+/** A malformed or unreadable safetensors / npz file. */
+export class SafetensorsError extends GlassboxError {}
+
+/** Bad command-line usage or arguments. */
+export class UsageError extends GlassboxError {}
