@@ -22,3 +22,6 @@ export class SafetensorsError extends GlassboxError {}
 
 /** Bad command-line usage or arguments. */
 export class UsageError extends GlassboxError {}
+
+/** A corpus source that cannot be downloaded, unpacked or parsed; the subject names the source or file. */
+export class DataError extends GlassboxError {}
