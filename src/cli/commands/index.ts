@@ -1,4 +1,7 @@
 /** Registers every subcommand. Add a command by writing `commands/<name>.ts` and listing it here. */
 import type { Command } from "commander";
+import { registerData } from "./data.js";
 
-export function registerCommands(_program: Command): void {}
+export function registerCommands(program: Command): void {
+  registerData(program);
+}

@@ -1,0 +1,54 @@
+/**
+ * Turns Brown Corpus "Form C" files (one sentence per line, tokens written `word/tag`, a tab at
+ * the start of a paragraph's first line; see the corpus manual, Francis & Kučera 1964/1979, and
+ * the package's CONTENTS file) back into running text: tags stripped, tokens re-spaced the way
+ * English is printed. Quotes: the corpus writes `` and '' for double quotes, rendered as ".
+ */
+
+/** The word of one `word/tag` token (the tag follows the last slash; words like 1/2 keep theirs). */
+export function stripTag(token: string): string {
+  const slash = token.lastIndexOf("/");
+  return slash <= 0 ? token : token.slice(0, slash);
+}
+
+// Tokens that attach to the word before them / after them.
+const CLOSING = /^([,.;:!?%)\]}]|\.\.\.|''|'s|'|n't|'re|'ve|'ll|'d|'m)$/i;
+const OPENING = /^([([{$]|``)$/;
+
+/** Joins tag-stripped tokens into text with conventional spacing. */
+export function detokenize(words: readonly string[]): string {
+  let out = "";
+  let glueNext = true;
+  let singleQuoteOpen = false;
+  for (const w of words) {
+    let word = w;
+    let attachLeft = CLOSING.test(word);
+    let attachRight = OPENING.test(word);
+    if (word === "``") word = '"';
+    else if (word === "''") word = '"';
+    else if (word === "'") {
+      // A lone single quote alternates between opening and closing within a paragraph.
+      attachLeft = singleQuoteOpen;
+      attachRight = !singleQuoteOpen;
+      singleQuoteOpen = !singleQuoteOpen;
+    }
+    out += glueNext || attachLeft ? word : ` ${word}`;
+    glueNext = attachRight;
+  }
+  return out;
+}
+
+/**
+ * One Brown file to paragraphs of text. Sentences of a paragraph are joined with a space;
+ * paragraphs (a line starting with a tab) are separated by a blank line.
+ */
+export function detagBrown(file: string): string {
+  const paragraphs: string[][] = [];
+  for (const line of file.replace(/\r\n?/g, "\n").split("\n")) {
+    if (line.trim() === "") continue;
+    const words = line.trim().split(/\s+/).map(stripTag);
+    if (line.startsWith("\t") || paragraphs.length === 0) paragraphs.push([]);
+    paragraphs.at(-1)!.push(...words);
+  }
+  return paragraphs.map(detokenize).join("\n\n");
+}
