@@ -1,4 +1,11 @@
 /** glassbox: the public API. */
+
+export * from "./backends/index.js";
+export * from "./core/autograd.js";
 export * from "./core/backend.js";
 export * from "./core/dtype.js";
 export * from "./core/errors.js";
+export * from "./core/half.js";
+export * from "./core/ops/index.js";
+export * from "./core/random.js";
+export * from "./core/tensor.js";

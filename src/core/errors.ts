@@ -25,3 +25,6 @@ export class UsageError extends GlassboxError {}
 
 /** A corpus source that cannot be downloaded, unpacked or parsed; the subject names the source or file. */
 export class DataError extends GlassboxError {}
+
+/** A backend that was asked for (e.g. by GLASSBOX_BACKEND) but cannot be used. */
+export class BackendError extends GlassboxError {}

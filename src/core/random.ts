@@ -19,8 +19,8 @@ function splitmix32(state: number): [number, number] {
   return [next, (z ^ (z >>> 16)) >>> 0];
 }
 
-const LN2 = 0.6931471805599453;
-const SQRT2 = 1.4142135623730951;
+const LN2 = Math.LN2;
+const SQRT2 = Math.SQRT2;
 const f64 = new Float64Array(1);
 const u32of64 = new Uint32Array(f64.buffer);
 // Index of the high word of a float64 in this platform's byte order.
