@@ -82,6 +82,7 @@ class Parser {
   constructor(readonly text: string) {}
 
   fail(what: string): never {
+    if (this.pos >= this.text.length) throw new StrictJsonError(`unexpected end of JSON (${what})`);
     throw new StrictJsonError(`${what} at character ${this.pos}`);
   }
 
@@ -111,7 +112,7 @@ class Parser {
       case "n":
         return this.literal("null", null);
       case undefined:
-        return this.fail("unexpected end of JSON");
+        return this.fail("expected a value");
       default:
         if (c === "-" || (c >= "0" && c <= "9")) return this.parseNumber();
         return this.fail(`unexpected ${JSON.stringify(c)}`);
