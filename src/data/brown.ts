@@ -15,17 +15,29 @@ export function stripTag(token: string): string {
 const CLOSING = /^([,.;:!?%)\]}]|\.\.\.|''|'s|'|n't|'re|'ve|'ll|'d|'m)$/i;
 const OPENING = /^([([{$]|``)$/;
 
-/** Joins tag-stripped tokens into text with conventional spacing. */
+/**
+ * Joins tag-stripped tokens into text with conventional spacing. Two habits of the corpus are
+ * undone: a comma or period placed after a closing quote goes back inside it (American
+ * printing, as in the sources), and a sentence-final period or doubled punctuation after an
+ * abbreviation's own period ("min. .", "; ;") is dropped.
+ */
 export function detokenize(words: readonly string[]): string {
   let out = "";
   let glueNext = true;
   let singleQuoteOpen = false;
+  let prev = "";
   for (const w of words) {
     let word = w;
+    if (/^[.,;:!?]$/.test(word) && (word === prev || (word === "." && out.endsWith(".")))) continue;
+    if ((word === "," || word === ".") && prev === "''") {
+      const beforeQuote = out.slice(0, -1);
+      out = word === "." && beforeQuote.endsWith(".") ? out : `${beforeQuote}${word}"`;
+      prev = word;
+      continue;
+    }
     let attachLeft = CLOSING.test(word);
     let attachRight = OPENING.test(word);
-    if (word === "``") word = '"';
-    else if (word === "''") word = '"';
+    if (word === "``" || word === "''") word = '"';
     else if (word === "'") {
       // A lone single quote alternates between opening and closing within a paragraph.
       attachLeft = singleQuoteOpen;
@@ -34,6 +46,7 @@ export function detokenize(words: readonly string[]): string {
     }
     out += glueNext || attachLeft ? word : ` ${word}`;
     glueNext = attachRight;
+    prev = w;
   }
   return out;
 }

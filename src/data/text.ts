@@ -11,8 +11,21 @@
 // invisible format characters that carry no text: soft hyphen, zero-width space, word joiner, BOM.
 const CONTROL = /\p{Cc}|[\u00AD\u200B\u2060\uFEFF]/gu;
 
+const BACKSPACE = String.fromCharCode(8);
+
+/** Applies backspaces as a terminal would: "C\bC" (nroff bold) becomes "C", "_\bx" becomes "x". */
+export function applyBackspaces(line: string): string {
+  if (!line.includes(BACKSPACE)) return line;
+  const out: string[] = [];
+  for (const ch of line) {
+    if (ch === BACKSPACE) out.pop();
+    else out.push(ch);
+  }
+  return out.join("");
+}
+
 /**
- * NFC, LF line ends, no control characters, single spaces, no trailing or leading spaces on a
+ * NFC, LF line ends, backspace overstrikes applied, no control characters, single spaces, no trailing or leading spaces on a
  * line, at most one blank line between paragraphs, no blank lines at either end.
  */
 export function normalizeText(s: string): string {
@@ -21,7 +34,9 @@ export function normalizeText(s: string): string {
     .replace(/[\u2028\u2029]/g, "\n")
     .normalize("NFC")
     .split("\n")
-    .map((line) => line.replace(/\t/g, " ").replace(CONTROL, "").replace(/ {2,}/g, " ").trim())
+    .map((line) =>
+      applyBackspaces(line).replace(/\t/g, " ").replace(CONTROL, "").replace(/ {2,}/g, " ").trim(),
+    )
     .join("\n")
     .replace(/\n{3,}/g, "\n\n")
     .trim();

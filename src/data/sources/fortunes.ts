@@ -1,7 +1,8 @@
 /**
  * The fortune(6) cookie collections of Debian's `fortunes` and `fortunes-min`: quotations,
  * jokes, definitions, verse. Offensive sets (`off/`) and rot13 sets are skipped, and so is
- * `ascii-art` (pictures, not prose). Documents are runs of consecutive fortunes of one set,
+ * `ascii-art` (pictures, not prose), as are single entries that look like pictures or columns
+ * (`isProse`). Documents are runs of consecutive fortunes of one set,
  * about 4 KB each.
  */
 import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
@@ -10,6 +11,19 @@ import { chunkEntries, readStrfileHeader, splitFortunes } from "../fortune.js";
 import type { CorpusDocument, CorpusSource } from "../source.js";
 
 const SKIPPED_SETS = new Set(["ascii-art"]);
+
+/**
+ * Pictures and column layouts are not prose: an entry is dropped when fewer than half its
+ * non-space characters are letters, or when two or more of its lines have a wide gap
+ * (three or more spaces, or a tab) between words.
+ */
+export function isProse(entry: string): boolean {
+  const visible = entry.replace(/\s/g, "");
+  const letters = visible.replace(/[^\p{L}]/gu, "");
+  if (visible.length === 0 || letters.length < visible.length / 2) return false;
+  const gapped = entry.split("\n").filter((l) => /\S( {3,}|\t)\S/.test(l.trim()));
+  return gapped.length < 2;
+}
 const CHUNK_CHARS = 4000;
 
 function setDocuments(dir: string): CorpusDocument[] {
@@ -23,7 +37,7 @@ function setDocuments(dir: string): CorpusDocument[] {
     if (!existsSync(datPath)) continue;
     const header = readStrfileHeader(readFileSync(datPath), `fortunes:${name}`);
     if (header.rotated) continue;
-    const entries = splitFortunes(readFileSync(path, "utf8"), header.delimiter);
+    const entries = splitFortunes(readFileSync(path, "utf8"), header.delimiter).filter(isProse);
     chunkEntries(entries, CHUNK_CHARS).forEach((text, i) => {
       docs.push({ id: `fortunes/${name}/${String(i + 1).padStart(3, "0")}`, source: "fortunes", text });
     });
