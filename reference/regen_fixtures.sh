@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Regenerates every fixture under test/fixtures/ (except test/fixtures/npz/, owned elsewhere).
+# Run from anywhere; needs reference/.venv (bash reference/setup.sh). Deterministic: on the same
+# machine a second run rewrites byte-identical files. Each fixture's `generator` metadata is the
+# line below that made it (run from the repository root).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY=reference/.venv/bin/python
+if [ ! -x "$PY" ]; then
+  echo "regen_fixtures.sh: reference/.venv missing; run: bash reference/setup.sh" >&2
+  exit 1
+fi
+
+# Random tiny Gemma 3 models (directory + fixture.safetensors each), see TINY_MODELS in fixtures.py.
+$PY reference/fixtures.py tiny-model text-mqa-f32-legacy
+$PY reference/fixtures.py tiny-model text-gqa-bf16-scaled
+$PY reference/fixtures.py tiny-model mm-legacy-prefix-f32
+$PY reference/fixtures.py tiny-model mm-new-prefix-bf16
+
+# Existing model directories (e.g. the trained models/tiny-gemma3) are added here as:
+# $PY reference/fixtures.py model --model-dir models/tiny-gemma3 --out test/fixtures/gemma3/tiny-gemma3.safetensors --lengths 24,17,9
+
+# Gemma Scope 2 style dictionaries for text-mqa-f32-legacy (needs its model directory above).
+$PY reference/fixtures.py dictionaries
