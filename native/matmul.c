@@ -1,0 +1,120 @@
+/*
+ * Batched matmul on OpenBLAS `cblas_sgemm` (contract: MatmulArgs in src/core/backend.ts).
+ *
+ * - Batches that share one right operand and have contiguous, untransposed A run as a single sgemm
+ *   with M = batch * m (the usual activations x weight case); others loop over batches.
+ * - A bf16/f16 right operand is widened a panel at a time (a block of columns of B, or of rows of a
+ *   transposed B) into a scratch buffer of at most a few MB, and sgemm runs per panel writing the
+ *   matching columns of `out`: no full f32 copy of a weight is ever made.
+ * - One sgemm runs at a time in the process (a mutex); OpenBLAS threads do the parallelism, and the
+ *   kernel pool goes single-threaded meanwhile (gb_blas_begin/end), so threads never outnumber cores.
+ */
+#include <cblas.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gb.h"
+
+extern void openblas_set_num_threads(int num_threads);
+extern int openblas_get_num_threads(void);
+extern char *openblas_get_config(void);
+
+static pthread_mutex_t blas_mu = PTHREAD_MUTEX_INITIALIZER;
+
+const char *gb_blas_config(void) { return openblas_get_config(); }
+int gb_blas_threads(void) { return openblas_get_num_threads(); }
+void gb_blas_set_threads(int n) {
+  pthread_mutex_lock(&blas_mu);
+  openblas_set_num_threads(n);
+  pthread_mutex_unlock(&blas_mu);
+}
+
+static void sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+                  int64_t ldb, float beta, float *c, int64_t ldc) {
+  gb_blas_begin();
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)m,
+              (blasint)n, (blasint)k, 1.0f, a, (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+  gb_blas_end();
+}
+
+typedef struct {
+  const uint16_t *b;
+  int dtype;
+  float *scratch;
+  int64_t ld, n0, nc; /* row length of stored B, first column, columns in the panel */
+} panel_ctx;
+
+/* Untransposed B [k, n]: rows p of the panel are B[p, n0 : n0 + nc]. */
+static void widen_panel_rows(void *vctx, int64_t b, int64_t e) {
+  const panel_ctx *c = vctx;
+  for (int64_t p = b; p < e; p++) gb_widen(c->b + p * c->ld + c->n0, c->dtype, c->scratch + p * c->nc, c->nc);
+}
+
+/* Transposed B [n, k]: the panel is the contiguous block of rows n0 .. n0 + nc. */
+static void widen_panel_flat(void *vctx, int64_t b, int64_t e) {
+  const panel_ctx *c = vctx;
+  gb_widen(c->b + c->n0 * c->ld + b, c->dtype, c->scratch + b, e - b);
+}
+
+/* One (possibly merged) batch: out[m, n] (+)= op(A) @ op(B). */
+static int run_one(const float *a, const void *b, float *out, int64_t m, int64_t k, int64_t n, int ta, int tb,
+                   int b_dtype, float beta, float **scratch, int64_t *scratch_len) {
+  int64_t lda = ta ? m : k;
+  if (b_dtype == GB_F32) {
+    pthread_mutex_lock(&blas_mu);
+    sgemm(ta, tb, m, n, k, a, lda, b, tb ? k : n, beta, out, n);
+    pthread_mutex_unlock(&blas_mu);
+    return 0;
+  }
+  /* Panel width: ~2M floats (8 MB) when sgemm has enough rows to amortise repacking A per panel,
+   * ~256K floats when m is small and the conversion itself dominates (stays cache resident). */
+  int64_t target = m >= 64 ? ((int64_t)1 << 21) : ((int64_t)1 << 18);
+  int64_t nc = target / k;
+  nc = nc >= 64 ? nc / 64 * 64 : (nc >= 16 ? nc / 16 * 16 : 16);
+  if (nc > n) nc = n;
+  if (*scratch_len < nc * k) {
+    free(*scratch);
+    *scratch = malloc((size_t)(nc * k) * sizeof(float));
+    *scratch_len = *scratch ? nc * k : 0;
+    if (!*scratch) return -1;
+  }
+  for (int64_t n0 = 0; n0 < n; n0 += nc) {
+    int64_t w = n - n0 < nc ? n - n0 : nc;
+    panel_ctx pc = {(const uint16_t *)b, b_dtype, *scratch, tb ? k : n, n0, w};
+    if (tb)
+      gb_parallel_for(w * k, 32768, widen_panel_flat, &pc);
+    else
+      gb_parallel_for(k, 32768 / (w > 0 ? w : 1) + 1, widen_panel_rows, &pc);
+    pthread_mutex_lock(&blas_mu);
+    sgemm(ta, tb, m, w, k, a, lda, *scratch, tb ? k : w, beta, out + n0, n);
+    pthread_mutex_unlock(&blas_mu);
+  }
+  return 0;
+}
+
+int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_args *g) {
+  int64_t m = g->m, k = g->k, n = g->n;
+  if (g->batch == 0 || m == 0 || n == 0) return 0;
+  if (k == 0) {
+    if (!g->accumulate) memset(out, 0, (size_t)(g->batch * m * n) * sizeof(float));
+    return 0;
+  }
+  float beta = g->accumulate ? 1.0f : 0.0f;
+  float *scratch = NULL;
+  int64_t scratch_len = 0;
+  int rc = 0;
+  int merge = g->batch > 1 && g->b_batch_stride == 0 && !g->trans_a && g->a_batch_stride == m * k;
+  if (merge || g->batch == 1) {
+    rc = run_one(a, b, out, g->batch * m, k, n, g->trans_a, g->trans_b, g->b_dtype, beta, &scratch, &scratch_len);
+  } else {
+    size_t esz = g->b_dtype == GB_F32 ? sizeof(float) : sizeof(uint16_t);
+    for (int64_t t = 0; t < g->batch && rc == 0; t++) {
+      const char *bt = (const char *)b + (size_t)(t * g->b_batch_stride) * esz;
+      rc = run_one(a + t * g->a_batch_stride, bt, out + t * m * n, m, k, n, g->trans_a, g->trans_b, g->b_dtype,
+                   beta, &scratch, &scratch_len);
+    }
+  }
+  free(scratch);
+  return rc;
+}
