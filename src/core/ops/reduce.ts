@@ -8,7 +8,17 @@ import { isRecording, recordOp } from "../tape.js";
 import type { Tensor } from "../tensor.js";
 import { affine, div, eq, mul } from "./elementwise.js";
 import { broadcastTo, reshape } from "./shape.js";
-import { axisArgs, f32Data, fail, makeF32, makeTensor, normAxes, normAxis, sameShape } from "./util.js";
+import {
+  axisArgs,
+  f32Data,
+  fail,
+  makeF32,
+  makeTensor,
+  normAxes,
+  normAxis,
+  requireDType,
+  sameShape,
+} from "./util.js";
 
 export type Axes = number | readonly number[];
 
@@ -108,8 +118,8 @@ export function argmin(x: Tensor, axis = -1, keepDims = false): Tensor<"i32"> {
 }
 
 /** Sums `g` over the dims along which `shape` was broadcast to `g.shape`; returns `shape`. */
-export function sumTo(g: Tensor<"f32">, shape: readonly number[]): Tensor<"f32"> {
-  if (sameShape(g.shape, shape)) return g;
+export function sumTo(g: Tensor, shape: readonly number[]): Tensor<"f32"> {
+  if (sameShape(g.shape, shape)) return requireDType("sumTo", g, "f32");
   const lead = g.rank - shape.length;
   if (lead < 0) fail("sumTo", `cannot sum shape [${g.shape}] to the larger shape [${shape}]`);
   const axes: number[] = [];
