@@ -266,7 +266,7 @@ for (const B of availableBackends()) {
         ["reciprocal", ops.reciprocal, (v) => 1 / v, pos, pv],
         ["tanh", ops.tanh, Math.tanh, x, xv],
         ["sigmoid", ops.sigmoid, (v) => 1 / (1 + Math.exp(-v)), x, xv],
-        ["relu", ops.relu, (v) => (v > 0 ? v : 0), x, xv],
+        ["relu", ops.relu, (v) => Math.max(v, 0), x, xv],
         ["geluTanh", ops.geluTanh, (v) => 0.5 * v * (1 + Math.tanh(c * (v + 0.044715 * v ** 3))), x, xv],
         ["step", ops.step, (v) => (v > 0 ? 1 : 0), x, xv],
       ];
