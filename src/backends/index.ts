@@ -17,8 +17,11 @@ export interface BackendChoice {
   readonly warning: string | null;
 }
 
+/** What a native loader reports: a backend, or why there is none. */
+export type BackendLoad = { readonly backend: Backend } | { readonly error: string };
+
 /** Pure decision from the GLASSBOX_BACKEND value and a native loader (exposed for tests). */
-export function chooseBackend(requested: string | undefined, loadNative: () => NativeLoad): BackendChoice {
+export function chooseBackend(requested: string | undefined, loadNative: () => BackendLoad): BackendChoice {
   const want = requested?.trim() ?? "";
   if (want === "reference") return { backend: referenceBackend, warning: null };
   if (want !== "" && want !== "native") {
