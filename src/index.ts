@@ -9,15 +9,29 @@ export * from "./core/half.js";
 export * from "./core/ops/index.js";
 export * from "./core/random.js";
 export * from "./core/tensor.js";
+export { NpzFile, readNpz } from "./io/npz.js";
+export { SafetensorsFile, type TensorCollection, type TensorInfo } from "./io/safetensors.js";
 export {
-  buildCorpus,
-  type BuildOptions,
-  type CorpusManifest,
-  loadTokenCounter,
-  type SourceManifest,
-  type TextStats,
-  type TokenCounter,
-} from "./data/build.js";
-export { fetchPackage } from "./data/fetch.js";
-export type { CorpusDocument, CorpusSource, PackageRef } from "./data/source.js";
-export { SOURCES as CORPUS_SOURCES } from "./data/sources/index.js";
+  type RawTensor,
+  SAFETENSORS_DTYPE_BYTES,
+  SAFETENSORS_DTYPES,
+  type SafetensorsArray,
+  type SafetensorsArrayMap,
+  type SafetensorsDType,
+  type TypedTensor,
+  typedArrayOf,
+} from "./io/safetensors-dtype.js";
+export {
+  MAX_HEADER_BYTES as SAFETENSORS_MAX_HEADER_BYTES,
+  type TensorEntry,
+} from "./io/safetensors-header.js";
+export { openSafetensors, ShardedSafetensors } from "./io/safetensors-sharded.js";
+export {
+  type NamedTensors,
+  SafetensorsWriter,
+  type TensorSpec,
+  type TensorToWrite,
+  writeSafetensors,
+  writeSafetensorsSync,
+} from "./io/safetensors-write.js";
+export { rawToTensor, tensorToWrite } from "./io/to-tensor.js";
