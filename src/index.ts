@@ -35,3 +35,15 @@ export {
   writeSafetensorsSync,
 } from "./io/safetensors-write.js";
 export { rawToTensor, tensorToWrite } from "./io/to-tensor.js";
+export {
+  buildCorpus,
+  type BuildOptions,
+  type CorpusManifest,
+  loadTokenCounter,
+  type SourceManifest,
+  type TextStats,
+  type TokenCounter,
+} from "./data/build.js";
+export { fetchPackage } from "./data/fetch.js";
+export type { CorpusDocument, CorpusSource, PackageRef } from "./data/source.js";
+export { SOURCES as CORPUS_SOURCES } from "./data/sources/index.js";
