@@ -9,6 +9,18 @@ export * from "./core/half.js";
 export * from "./core/ops/index.js";
 export * from "./core/random.js";
 export * from "./core/tensor.js";
+export {
+  buildCorpus,
+  type BuildOptions,
+  type CorpusManifest,
+  loadTokenCounter,
+  type SourceManifest,
+  type TextStats,
+  type TokenCounter,
+} from "./data/build.js";
+export { fetchPackage } from "./data/fetch.js";
+export type { CorpusDocument, CorpusSource, PackageRef } from "./data/source.js";
+export { SOURCES as CORPUS_SOURCES } from "./data/sources/index.js";
 export { NpzFile, readNpz } from "./io/npz.js";
 export { SafetensorsFile, type TensorCollection, type TensorInfo } from "./io/safetensors.js";
 export {
@@ -35,15 +47,3 @@ export {
   writeSafetensorsSync,
 } from "./io/safetensors-write.js";
 export { rawToTensor, tensorToWrite } from "./io/to-tensor.js";
-export {
-  buildCorpus,
-  type BuildOptions,
-  type CorpusManifest,
-  loadTokenCounter,
-  type SourceManifest,
-  type TextStats,
-  type TokenCounter,
-} from "./data/build.js";
-export { fetchPackage } from "./data/fetch.js";
-export type { CorpusDocument, CorpusSource, PackageRef } from "./data/source.js";
-export { SOURCES as CORPUS_SOURCES } from "./data/sources/index.js";
