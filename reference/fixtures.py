@@ -398,12 +398,17 @@ def load_model(model_dir: Path, dtype_arg: str) -> tuple[torch.nn.Module, dict]:
     if dtype_arg == "auto":
         from safetensors import safe_open
 
-        first = sorted(model_dir.glob("*.safetensors"))
-        first = [p for p in first if p.name != "fixture.safetensors"][0]
-        with safe_open(str(first), framework="pt") as f:
-            k = next(k for k in f.keys() if "embed_tokens" in k)
-            dtype = f.get_slice(k).get_dtype()
-        dtype = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}[dtype]
+        index = model_dir / "model.safetensors.index.json"
+        if index.exists():
+            weight_map = json.loads(index.read_text())["weight_map"]
+            key = next(k for k in sorted(weight_map) if "embed_tokens" in k)
+            path = model_dir / weight_map[key]
+        else:
+            path = model_dir / "model.safetensors"
+        with safe_open(str(path), framework="pt") as f:
+            key = next(k for k in f.keys() if "embed_tokens" in k)
+            stored = f.get_slice(key).get_dtype()
+        dtype = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}[stored]
     else:
         dtype = getattr(torch, dtype_arg)
     cls = Gemma3ForConditionalGeneration if isinstance(cfg, Gemma3Config) else Gemma3ForCausalLM
