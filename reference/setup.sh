@@ -16,7 +16,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 # The default Linux torch wheel from PyPI pulls CUDA libraries (several GB); it runs on the CPU.
-"$venv/bin/python" -m pip install --progress-bar off -r "$here/requirements.txt"
+"$venv/bin/python" -m pip install --quiet --progress-bar off -r "$here/requirements.txt"
 "$venv/bin/python" - <<'PY'
 import torch, transformers, tokenizers, safetensors, numpy
 print(f"reference/.venv ready: torch {torch.__version__}, transformers {transformers.__version__}, "
