@@ -10,8 +10,8 @@ export * from "./core/ops/index.js";
 export * from "./core/random.js";
 export * from "./core/tensor.js";
 export {
-  buildCorpus,
   type BuildOptions,
+  buildCorpus,
   type CorpusManifest,
   loadTokenCounter,
   type SourceManifest,
