@@ -51,17 +51,26 @@ export function detokenize(words: readonly string[]): string {
   return out;
 }
 
+/** A line whose every token is tagged `-hl` is a headline (title or section heading). */
+function isHeadline(tokens: readonly string[]): boolean {
+  return tokens.length > 0 && tokens.every((t) => /\/[^/]*-hl$/.test(t));
+}
+
 /**
  * One Brown file to paragraphs of text. Sentences of a paragraph are joined with a space;
- * paragraphs (a line starting with a tab) are separated by a blank line.
+ * paragraphs (a line starting with a tab) are separated by a blank line, and a headline is a
+ * paragraph of its own.
  */
 export function detagBrown(file: string): string {
   const paragraphs: string[][] = [];
+  let startNext = true;
   for (const line of file.replace(/\r\n?/g, "\n").split("\n")) {
     if (line.trim() === "") continue;
-    const words = line.trim().split(/\s+/).map(stripTag);
-    if (line.startsWith("\t") || paragraphs.length === 0) paragraphs.push([]);
-    paragraphs.at(-1)!.push(...words);
+    const tokens = line.trim().split(/\s+/);
+    const headline = isHeadline(tokens);
+    if (line.startsWith("\t") || startNext || headline) paragraphs.push([]);
+    paragraphs.at(-1)!.push(...tokens.map(stripTag));
+    startNext = headline;
   }
   return paragraphs.map(detokenize).join("\n\n");
 }

@@ -12,6 +12,8 @@ test("detagBrown: tags gone, punctuation and quotes re-spaced, paragraphs kept",
   const file = [
     "",
     "",
+    "Biological/jj-hl warfare/nn-hl ",
+    "Biological/jj warfare/nn is/bez old/jj ./.",
     "\tThe/at jury/nn said/vbd ``/`` no/at evidence/nn ''/'' ,/, and/cc it/pps left/vbd ./.",
     "He/pps didn't/dod* (/( really/rb )/) care/vb ;/. ;/.",
     "it/pps cost/vbd $/$ 700/cd at/in 20/cd min./nn ./.",
@@ -21,7 +23,8 @@ test("detagBrown: tags gone, punctuation and quotes re-spaced, paragraphs kept",
   ].join("\n");
   assert.equal(
     detagBrown(file),
-    'The jury said "no evidence," and it left. He didn\'t (really) care; it cost $700 at 20 min.\n\n' +
+    "Biological warfare\n\nBiological warfare is old.\n\n" +
+      'The jury said "no evidence," and it left. He didn\'t (really) care; it cost $700 at 20 min.\n\n' +
       "\"Right,\" said the man. He sang 'la'?",
   );
 });
