@@ -706,6 +706,28 @@ for (const B of availableBackends()) {
         assert.deepEqual(indices.toFlatArray(), wantI);
         assert.deepEqual(values.toFlatArray(), wantV);
       }
+      // A long row with many ties and NaNs, small and large k.
+      const long = ops.cast(ops.cast(ops.mul(randn(B, [3, 200], 61), 3), "i32"), "f32");
+      const lv = [...vals(long)].map((v, i) => (i % 17 === 5 ? Number.NaN : v));
+      const lt = T(lv, [3, 200]);
+      for (const k of [5, 64, 65, 150, 200]) {
+        const { values, indices } = ops.topk(lt, k);
+        const wantI: number[] = [];
+        for (let r = 0; r < 3; r++) {
+          const row = lv.slice(r * 200, r * 200 + 200);
+          const key = (v: number) => (Number.isNaN(v) ? Number.NEGATIVE_INFINITY : v);
+          const order = Array.from({ length: 200 }, (_, j) => j).sort(
+            (i, j) => +Number.isNaN(row[i]) - +Number.isNaN(row[j]) || key(row[j]) - key(row[i]) || i - j,
+          );
+          wantI.push(...order.slice(0, k));
+        }
+        assert.deepEqual(indices.toFlatArray(), wantI, `k = ${k}`);
+        assertClose(
+          values,
+          wantI.map((j, t) => lv[Math.floor(t / k) * 200 + j]),
+          { rtol: 0, atol: 0 },
+        );
+      }
       const n = ops.topk(T([Number.NaN, 1, Number.NaN, 5, 1]), 5);
       assert.deepEqual(n.indices.toFlatArray(), [3, 1, 4, 0, 2]);
       assert.throws(() => ops.topk(x, 10), /out of range/);

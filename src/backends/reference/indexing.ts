@@ -49,7 +49,18 @@ export function scatterAdd(
   }
 }
 
-/** Sorted descending, ties by lower index, NaN after every number. */
+/** Rank order for top-k: larger first, ties by lower index, NaN after every number. */
+function ranksBefore(x: Float32Array, s: number, i: number, j: number): boolean {
+  const a = x[s + i];
+  const b = x[s + j];
+  if (Number.isNaN(a) || Number.isNaN(b)) return Number.isNaN(b) && (!Number.isNaN(a) || i < j);
+  return a > b || (a === b && i < j);
+}
+
+/**
+ * Sorted descending, ties by lower index, NaN after every number. Small k keeps a sorted list of
+ * the best k seen so far (one comparison rejects most entries); large k sorts the whole row.
+ */
 export function topk(
   x: Float32Array,
   rows: number,
@@ -58,21 +69,27 @@ export function topk(
   values: Float32Array,
   indices: Int32Array,
 ): void {
-  const order = new Int32Array(cols);
+  const best = new Int32Array(k <= 64 ? k : cols);
   for (let r = 0; r < rows; r++) {
     const s = r * cols;
-    for (let j = 0; j < cols; j++) order[j] = j;
-    order.sort((i, j) => {
-      const a = x[s + i];
-      const b = x[s + j];
-      const aNaN = Number.isNaN(a);
-      const bNaN = Number.isNaN(b);
-      if (aNaN || bNaN) return aNaN === bNaN ? i - j : aNaN ? 1 : -1;
-      return a === b ? i - j : a > b ? -1 : 1;
-    });
+    if (k <= 64) {
+      let count = 0;
+      for (let j = 0; j < cols; j++) {
+        if (count === k && !ranksBefore(x, s, j, best[k - 1])) continue;
+        let pos = count < k ? count++ : k - 1;
+        while (pos > 0 && ranksBefore(x, s, j, best[pos - 1])) {
+          best[pos] = best[pos - 1];
+          pos--;
+        }
+        best[pos] = j;
+      }
+    } else {
+      for (let j = 0; j < cols; j++) best[j] = j;
+      best.sort((i, j) => (i === j ? 0 : ranksBefore(x, s, i, j) ? -1 : 1));
+    }
     for (let t = 0; t < k; t++) {
-      indices[r * k + t] = order[t];
-      values[r * k + t] = x[s + order[t]];
+      indices[r * k + t] = best[t];
+      values[r * k + t] = x[s + best[t]];
     }
   }
 }

@@ -54,8 +54,11 @@ export function softmax(x: Float32Array, out: Float32Array, rows: number, cols: 
     const s = r * cols;
     const m = rowMax(x, s, cols);
     let total = 0;
-    for (let j = 0; j < cols; j++) total += Math.exp(x[s + j] - m);
-    for (let j = 0; j < cols; j++) out[s + j] = Math.exp(x[s + j] - m) / total;
+    for (let j = 0; j < cols; j++) {
+      out[s + j] = Math.exp(x[s + j] - m);
+      total += out[s + j];
+    }
+    for (let j = 0; j < cols; j++) out[s + j] /= total;
   }
 }
 
