@@ -57,6 +57,9 @@ export function detLog(x: number): number {
   return e * LN2 + 2 * sum;
 }
 
+/** xoshiro128** words, then the cached second normal sample (or null). */
+export type RngState = readonly [number, number, number, number, number | null];
+
 export class Rng {
   private s0 = 0;
   private s1 = 0;
@@ -78,18 +81,24 @@ export class Rng {
     if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
   }
 
-  /** The generator's full state (for checkpoints). */
-  getState(): number[] {
-    return [this.s0, this.s1, this.s2, this.s3, this.spare ?? Number.NaN];
+  /** The generator's full state (JSON-safe, for checkpoints). */
+  getState(): RngState {
+    return [this.s0, this.s1, this.s2, this.s3, this.spare];
   }
 
-  static fromState(state: readonly number[]): Rng {
-    if (state.length !== 5 || state.slice(0, 4).some((w) => !Number.isInteger(w) || w < 0 || w >= 2 ** 32)) {
+  static fromState(state: RngState): Rng {
+    const words = state.slice(0, 4);
+    const spare = state[4];
+    if (
+      state.length !== 5 ||
+      words.some((w) => typeof w !== "number" || !Number.isInteger(w) || w < 0 || w >= 2 ** 32) ||
+      (spare !== null && typeof spare !== "number")
+    ) {
       throw new TensorError("invalid Rng state");
     }
     const r = new Rng(0);
-    [r.s0, r.s1, r.s2, r.s3] = state;
-    r.spare = Number.isNaN(state[4]) ? null : state[4];
+    [r.s0, r.s1, r.s2, r.s3] = words as number[];
+    r.spare = spare;
     return r;
   }
 
