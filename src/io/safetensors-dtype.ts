@@ -142,10 +142,3 @@ export function typedArrayOf<D extends SafetensorsDType>(
       return new Uint8Array(buffer, byteOffset, n) as SafetensorsArrayMap[D];
   }
 }
-
-/** Number of elements of a shape (1 for a 0-d scalar). */
-export function shapeSize(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
