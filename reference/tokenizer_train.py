@@ -22,7 +22,12 @@ isolate digits) so merges never cross a word boundary and never join digits -- G
 also keeps digits single. Because no learned merge can span such a boundary, encoding with
 Gemma's whole-segment pre-tokenizer gives the same ids as the training-time split.
 
-Usage: python reference/tokenizer_train.py --train data/corpus/train.jsonl --out DIR [--vocab-size 4096]
+The chat set of reference/chat_data.py can be added (--chat): its turns are fed as
+"user\n<text>" / "model\n<text>" lines so that the role names become single tokens, as in Gemma
+(<start_of_turn>user\n is 4 tokens in both).
+
+Usage: python reference/tokenizer_train.py --train data/corpus/train.jsonl --out DIR \
+           [--chat scratch/chat/train.jsonl] [--vocab-size 4096]
 """
 
 from __future__ import annotations
@@ -309,7 +314,7 @@ def check(out_dir: str, sample_texts) -> dict:
     s = hf.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     assert s == "<bos><start_of_turn>user\nWhat is a cat?<end_of_turn>\n<start_of_turn>model\n", repr(s)
     ids = hf(s, add_special_tokens=False)["input_ids"]
-    assert ids[:3] == [BOS_ID, SOT_ID, hf.convert_tokens_to_ids("user")] or ids[:2] == [BOS_ID, SOT_ID], ids
+    assert ids[:2] == [BOS_ID, SOT_ID], ids
     assert ids[-1] == NL_ID and ids.count(BOS_ID) == 1, ids
     assert hf.decode(ids) == s, hf.decode(ids)
     sys_msgs = [
@@ -325,6 +330,10 @@ def check(out_dir: str, sample_texts) -> dict:
     ), repr(s2)
     assert hf("Hello world")["input_ids"] == enc.ids
     stats["chat_prefix_ids"] = ids[:4]
+    stats["user_model_single_tokens"] = [
+        len(hf("user", add_special_tokens=False)["input_ids"]) == 1,
+        len(hf("model", add_special_tokens=False)["input_ids"]) == 1,
+    ]
     return stats
 
 
@@ -332,6 +341,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", required=True, help="corpus train split (JSONL with a 'text' field)")
     ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--chat", default=None, help="chat_data.py train.jsonl to include (role names, chat words)")
     ap.add_argument("--vocab-size", type=int, default=4096)
     ap.add_argument("--max-chars", type=int, default=40_000_000, help="sample at most this many characters")
     ap.add_argument("--model-max-length", type=int, default=2048)
@@ -349,7 +359,16 @@ def main():
     texts, total = read_texts(args.train, args.max_chars, args.seed)
     used = sum(len(t) for t in texts)
     print(f"read {len(texts)} texts, {used} of {total} chars", flush=True)
-    raw = train(texts, args.vocab_size)
+    extra = []
+    if args.chat:
+        with open(args.chat, encoding="utf-8") as f:
+            for line in f:
+                msgs = json.loads(line)["messages"]
+                extra.append(
+                    "\n".join(("model" if m["role"] == "assistant" else "user") + "\n" + m["content"] for m in msgs)
+                )
+        print(f"plus {len(extra)} chat conversations, {sum(len(t) for t in extra)} chars", flush=True)
+    raw = train(texts + extra, args.vocab_size)
     tok_json = gemma_shape(raw)
     write_tokenizer_files(args.out, tok_json, args.model_max_length)
     print(f"trained in {time.time() - t0:.1f}s", flush=True)
