@@ -28,3 +28,9 @@ export class DataError extends GlassboxError {}
 
 /** A backend that was asked for (e.g. by GLASSBOX_BACKEND) but cannot be used. */
 export class BackendError extends GlassboxError {}
+
+/** A model config.json that is missing fields, inconsistent, or not a supported architecture. */
+export class ConfigError extends GlassboxError {}
+
+/** Model weights that do not match their config (missing tensors, wrong shapes), or bad model inputs. */
+export class ModelError extends GlassboxError {}
