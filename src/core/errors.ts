@@ -34,3 +34,6 @@ export class ConfigError extends GlassboxError {}
 
 /** Model weights that do not match their config (missing tensors, wrong shapes), or bad model inputs. */
 export class ModelError extends GlassboxError {}
+
+/** A missing or malformed tokenizer file, an id outside the vocabulary, or a chat template that fails. */
+export class TokenizerError extends GlassboxError {}
