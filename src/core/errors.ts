@@ -37,3 +37,9 @@ export class ModelError extends GlassboxError {}
 
 /** A missing or malformed tokenizer file, an id outside the vocabulary, or a chat template that fails. */
 export class TokenizerError extends GlassboxError {}
+
+/** An activation store that cannot be created, appended to or read; the subject names the store or file. */
+export class StoreError extends GlassboxError {}
+
+/** An evaluation that cannot run (bad inputs, a dictionary that does not fit the site). */
+export class EvalError extends GlassboxError {}
