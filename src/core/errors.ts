@@ -43,3 +43,6 @@ export class StoreError extends GlassboxError {}
 
 /** An evaluation that cannot run (bad inputs, a dictionary that does not fit the site). */
 export class EvalError extends GlassboxError {}
+
+/** A training run that cannot start or continue (bad config, data that does not fit, a bad checkpoint). */
+export class TrainingError extends GlassboxError {}
