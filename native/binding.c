@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "gb.h"
+#include "sparse.h"
 
 #define MAX_ARGS 16
 
@@ -613,5 +614,6 @@ NAPI_MODULE_INIT() {
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
     napi_set_named_property(env, exports, fns[i].name, f);
   }
+  gb_sparse_register(env, exports);
   return exports;
 }

@@ -112,6 +112,34 @@ export interface AxisArgs {
   readonly inner: number;
 }
 
+/**
+ * Sparse rows (CSR) times a dense matrix, for `sparseMatmul`: row r of the sparse left operand has
+ * entries `indices[j]`, `values[j]` for j in [offsets[r], offsets[r + 1]), and
+ *   out[r * n + c] (+)= sum_j values[j] * w[indices[j] * wRowStride + c]     (r < rows, c < n).
+ * `w` holds `wRows` rows of which the first `n` elements (from the start of `w`) are used, so a
+ * column block of a wider matrix is passed as `w.subarray(firstColumn)` with `wRowStride` its width.
+ */
+export interface SparseMatmulArgs {
+  readonly rows: number;
+  readonly n: number;
+  readonly wRows: number;
+  readonly wRowStride: number;
+  readonly wDtype: "f32" | HalfDType;
+  /** When true, add into `out` instead of overwriting it. */
+  readonly accumulate: boolean;
+}
+
+/**
+ * Threshold selection over x [rows, cols], for `thresholdCount` / `thresholdSelect`: entry (r, c) is
+ * selected when x > threshold[c * thresholdStride] and x > 0 (NaN never is). A stride of 0 applies
+ * one threshold to every column.
+ */
+export interface ThresholdArgs {
+  readonly rows: number;
+  readonly cols: number;
+  readonly thresholdStride: 0 | 1;
+}
+
 export interface Backend {
   /** "reference" or "native"; also shown in benchmark and error output. */
   readonly name: string;
@@ -207,4 +235,31 @@ export interface Backend {
   halfToFloat(src: Uint16Array, dtype: HalfDType, out: Float32Array): void;
   /** Narrow f32 to bf16/f16 with round-to-nearest-even (NaN stays NaN, overflow to inf). */
   floatToHalf(src: Float32Array, dtype: HalfDType, out: Uint16Array): void;
+
+  /**
+   * Sparse (CSR) rows times dense `w` (`SparseMatmulArgs`); float32 accumulation in any order.
+   * Every index must lie in [0, wRows).
+   */
+  sparseMatmul(
+    offsets: Int32Array,
+    indices: Int32Array,
+    values: Float32Array,
+    w: FloatSource,
+    out: Float32Array,
+    args: SparseMatmulArgs,
+  ): void;
+  /** counts[r] = number of selected entries of row r (`ThresholdArgs`). */
+  thresholdCount(x: Float32Array, threshold: Float32Array, counts: Int32Array, args: ThresholdArgs): void;
+  /**
+   * Writes the selected entries of each row, in column order, to indices/values from offsets[r]
+   * (offsets as made from thresholdCount's counts; offsets[rows] entries in all).
+   */
+  thresholdSelect(
+    x: Float32Array,
+    threshold: Float32Array,
+    offsets: Int32Array,
+    indices: Int32Array,
+    values: Float32Array,
+    args: ThresholdArgs,
+  ): void;
 }

@@ -23,6 +23,7 @@ import type {
 } from "../../core/backend.js";
 import type { HalfDType } from "../../core/dtype.js";
 import { TensorError } from "../../core/errors.js";
+import { type SparseAddon, wrapSparse } from "./sparse.js";
 
 /** Runtime facts about the loaded addon. */
 export interface NativeInfo {
@@ -53,8 +54,8 @@ export type NativeLoad = { readonly backend: NativeBackend } | { readonly error:
 
 type DtypeCode = 0 | 1 | 2;
 
-/** The addon's exports (native/binding.c documents each argument list). */
-interface Addon {
+/** The addon's exports (native/binding.c and native/sparse.c document each argument list). */
+interface Addon extends SparseAddon {
   matmul(
     a: Float32Array,
     b: FloatSource,
@@ -277,6 +278,7 @@ function wrap(addon: Addon): NativeBackend {
     info: () => addon.info(),
     setThreads: (n) => addon.setThreads(n),
     stream: (floats, reps) => addon.stream(floats, reps),
+    ...wrapSparse(addon),
   };
 }
 
@@ -298,6 +300,8 @@ function load(): NativeLoad {
       return { error: `native addon not built (${ADDON_PATH} missing; run npm run build:native)` };
     const addon = createRequire(import.meta.url)(file) as Addon;
     if (typeof addon.matmul !== "function") return { error: `native addon ${file} has no matmul export` };
+    if (typeof addon.sparseMatmul !== "function")
+      return { error: `native addon ${file} is out of date (no sparseMatmul; run npm run build:native)` };
     return { backend: wrap(addon) };
   } catch (e) {
     const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);

@@ -8,6 +8,7 @@ import { gather, scatterAdd, topk } from "./indexing.js";
 import { matmul } from "./matmul.js";
 import { copy, floatToHalf, halfToFloat } from "./memory.js";
 import { argReduce, logSoftmax, reduce, rmsnorm, rope, softmax } from "./reduce.js";
+import { sparseMatmul, thresholdCount, thresholdSelect } from "./sparse.js";
 
 export const referenceBackend: Backend = {
   name: "reference",
@@ -29,4 +30,7 @@ export const referenceBackend: Backend = {
   copy,
   halfToFloat,
   floatToHalf,
+  sparseMatmul,
+  thresholdCount,
+  thresholdSelect,
 };

@@ -60,4 +60,11 @@ export {
   transpose,
   unsqueeze,
 } from "./shape.js";
+export {
+  type CsrRows,
+  checkCsr,
+  type SparseMatmulOptions,
+  sparseMatmul,
+  thresholdSparse,
+} from "./sparse.js";
 export type { Operand } from "./util.js";
