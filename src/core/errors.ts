@@ -46,3 +46,9 @@ export class EvalError extends GlassboxError {}
 
 /** A training run that cannot start or continue (bad config, data that does not fit, a bad checkpoint). */
 export class TrainingError extends GlassboxError {}
+
+/**
+ * A sparse dictionary (SAE, transcoder, CLT) that cannot be loaded, saved or applied: missing or
+ * malformed files, wrong shapes or dtypes, a site that does not fit; the subject names the file.
+ */
+export class DictionaryError extends GlassboxError {}
