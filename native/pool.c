@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -64,9 +65,10 @@ static void run_parts(job_t *j) {
   }
 }
 
+/* `arg` carries the generation current when the thread was created: a job published before the
+ * thread first runs must still count as new to it. */
 static void *worker(void *arg) {
-  (void)arg;
-  uint_fast64_t seen = atomic_load(&P.generation);
+  uint_fast64_t seen = (uint_fast64_t)(uintptr_t)arg;
   for (;;) {
     for (int i = 0; i < SPIN_ITERS && atomic_load_explicit(&P.generation, memory_order_acquire) == seen; i++)
       cpu_relax();
@@ -102,8 +104,9 @@ static void start_workers(int n) {
   P.stop = 0;
   P.threads = n > 1 ? calloc((size_t)(n - 1), sizeof(pthread_t)) : NULL;
   int started = 0;
+  void *gen = (void *)(uintptr_t)atomic_load(&P.generation);
   for (int i = 0; i < n - 1 && P.threads; i++) {
-    if (pthread_create(&P.threads[i], NULL, worker, NULL) != 0) break;
+    if (pthread_create(&P.threads[i], NULL, worker, gen) != 0) break;
     started++;
   }
   P.nthreads = started + 1;

@@ -111,14 +111,16 @@ static inline float gb_gelu_tanhf(float x) {
   return x / (1.0f + gb_expf(-2.0f * u));
 }
 
-/* d/dx of gelu_tanh: 0.5 (1 + th) + 0.5 x (1 - th^2) u'(x), with 1 + th = 2s and 1 - th^2 = 4s(1-s).
+/* d/dx of gelu_tanh: 0.5 (1 + th) + 0.5 x (1 - th^2) u'(x), with 1 + th = 2s and 1 - th^2 = 4s(1-s),
+ * s = sigmoid(2u); 1 - s is computed as sigmoid(-2u) to keep its precision when s is near 1.
  * u and u' use x clamped to +-20 (s saturates long before) so x^3 cannot overflow float. */
 static inline float gb_gelu_tanh_gradf(float x) {
   float xc = x > 20.0f ? 20.0f : (x < -20.0f ? -20.0f : x);
   float u = GB_SQRT_2_OVER_PI * (xc + GB_GELU_C * xc * xc * xc);
   float s = 1.0f / (1.0f + gb_expf(-2.0f * u));
+  float t = 1.0f / (1.0f + gb_expf(2.0f * u));
   float du = GB_SQRT_2_OVER_PI * (1.0f + 3.0f * GB_GELU_C * xc * xc);
-  return s + 2.0f * x * s * (1.0f - s) * du;
+  return s + x * (2.0f * s * t * du);
 }
 
 #endif

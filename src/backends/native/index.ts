@@ -241,7 +241,7 @@ function wrap(addon: Addon): NativeBackend {
   return {
     name: "native",
     matmul: (a, b, out, args) => addon.matmul(...matmulArgs(a, b, out, args)),
-    matmulAsync: (a, b, out, args) => addon.matmulAsync(...matmulArgs(a, b, out, args)),
+    matmulAsync: async (a, b, out, args) => addon.matmulAsync(...matmulArgs(a, b, out, args)),
     unary: (op, x, out) => addon.unary(UNARY[op], x, out),
     binary: (op, a, b, out, args: BroadcastArgs) =>
       addon.binary(BINARY[op], a, b, out, packLayout(args.shape, [args.aStrides, args.bStrides])),
