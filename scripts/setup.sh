@@ -15,6 +15,8 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 npm ci --no-audit --no-fund
+# Real Gemma 3 tokenizer files for the tokenizer tests (optional: they skip without it).
+node scripts/fetch-gemma3-tokenizer.mjs || echo "setup: continuing without the real Gemma 3 tokenizer"
 npm run build
 if [ "${1:-}" != "--no-demo" ]; then
   node dist/src/cli/main.js demo
