@@ -47,3 +47,4 @@ export {
   writeSafetensorsSync,
 } from "./io/safetensors-write.js";
 export { rawToTensor, tensorToWrite } from "./io/to-tensor.js";
+export * from "./model/gemma3/index.js";

@@ -1,0 +1,409 @@
+/**
+ * The Gemma 3 text forward pass: token ids -> logits, with hook sites (capture, interventions) and
+ * an optional KV cache. A pure function of (config, weights, inputs); written entirely with
+ * differentiable core ops, so it runs inside `grad()`.
+ *
+ * Follows transformers 4.57.3 `modeling_gemma3.py` (eager attention) step by step, computing in
+ * float32 whatever the weight dtype (see /work/shared/reference/gemma3.md):
+ * embed = embed_tokens[ids] * sqrt(d_model) (the scale rounded to the weight dtype first); per layer
+ * h = x + post_attention_layernorm(attn(input_layernorm(x))),
+ * out = h + post_feedforward_layernorm(mlp(pre_feedforward_layernorm(h))); RMSNorm scales by
+ * (1 + w); q/k RMSNorm per head before RoPE; grouped-query attention scaled by
+ * query_pre_attn_scalar^-0.5; sliding layers see keys k with q - window < k <= q, full layers all
+ * k <= q (k, q sequence indices); padding keys are masked; final norm, tied lm_head.
+ */
+import type { Backend } from "../../core/backend.js";
+import { ModelError } from "../../core/errors.js";
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../../core/half.js";
+import { add, affine, div, geluTanh, mul, tanh } from "../../core/ops/elementwise.js";
+import { embedding } from "../../core/ops/indexing.js";
+import { matmul } from "../../core/ops/linalg.js";
+import { rmsnorm, rope, ropeTables, softmax } from "../../core/ops/nn.js";
+import { narrow, permute, reshape, select, stack } from "../../core/ops/shape.js";
+import { fromStorage, type Tensor } from "../../core/tensor.js";
+import type { KVCache, LayerKeys } from "./cache.js";
+import { type Gemma3Config, layerAttention, type RopeParams } from "./config.js";
+import { applyInterventions, type Intervention } from "./interventions.js";
+import { type Site, sites } from "./sites.js";
+import type { Gemma3Weights, LayerWeights } from "./weights.js";
+
+/** Token ids or a 0/1 mask: an i32 (or f32) tensor [batch, n], or nested arrays. */
+export type IdBatch = Tensor | readonly (readonly number[])[];
+
+export interface ForwardOptions {
+  /**
+   * 1 for real tokens, 0 for padding: [batch, seq] for the new tokens, or (with a cache)
+   * [batch, cached + seq] as transformers takes it (the cached part is then ignored). Default all 1.
+   */
+  readonly attentionMask?: IdBatch;
+  /** RoPE positions [batch, seq]. Default: sequence indices (cache length + 0, 1, ...). */
+  readonly positionIds?: IdBatch;
+  /** Applied in order at their sites. */
+  readonly interventions?: readonly Intervention[];
+  /** Sites whose activations (after interventions) are returned. */
+  readonly capture?: readonly Site[];
+  /** Decoding cache: holds earlier tokens' keys/values and is extended by this call. */
+  readonly cache?: KVCache;
+  /** "all" (default) or "last": the unembedding only for the last position ([batch, 1, vocab]). */
+  readonly logits?: "all" | "last";
+}
+
+/** Activations captured by a forward call, by site. */
+export class Activations {
+  private readonly bySite = new Map<string, { site: Site; value: Tensor<"f32"> }>();
+
+  /** @internal */
+  set(site: Site, value: Tensor<"f32">): void {
+    this.bySite.set(site.name, { site, value });
+  }
+
+  has(site: Site): boolean {
+    return this.bySite.has(site.name);
+  }
+
+  /** The activation at `site`, shaped as `site.shape(...)` documents; throws if it was not captured. */
+  get(site: Site): Tensor<"f32"> {
+    const e = this.bySite.get(site.name);
+    if (e === undefined)
+      throw new ModelError(`site was not captured (add it to the capture list)`, site.name);
+    return e.value;
+  }
+
+  /** Captured sites in forward order. */
+  sites(): Site[] {
+    return [...this.bySite.values()].map((e) => e.site);
+  }
+
+  get size(): number {
+    return this.bySite.size;
+  }
+}
+
+export interface ForwardResult {
+  /** [batch, seq, vocab], or [batch, 1, vocab] with `logits: "last"`. */
+  readonly logits: Tensor<"f32">;
+  readonly activations: Activations;
+}
+
+/** Float32 min: masked attention logits (finite, so fully masked rows stay NaN-free, as in transformers). */
+const MASKED = -3.4028234663852886e38;
+
+interface Batch {
+  readonly batch: number;
+  readonly seq: number;
+  /** [batch * seq] */
+  readonly ids: Int32Array;
+}
+
+function readIdBatch(
+  what: string,
+  x: IdBatch,
+  backend: Backend,
+): { rows: number; cols: number; data: Int32Array } {
+  if (Array.isArray(x)) {
+    const rows = x.length;
+    const cols = rows === 0 ? 0 : (x[0] as readonly number[]).length;
+    const data = new Int32Array(rows * cols);
+    (x as readonly (readonly number[])[]).forEach((row, r) => {
+      if (row.length !== cols)
+        throw new ModelError(`${what}: rows have different lengths (${cols} and ${row.length})`);
+      for (let i = 0; i < cols; i++) {
+        if (!Number.isInteger(row[i])) throw new ModelError(`${what}: ${row[i]} is not an integer`);
+        data[r * cols + i] = row[i];
+      }
+    });
+    return { rows, cols, data };
+  }
+  const t = x as Tensor;
+  if (t.backend !== backend)
+    throw new ModelError(`${what}: tensor is on backend ${t.backend.name}, the model on ${backend.name}`);
+  if (t.rank !== 2) throw new ModelError(`${what}: must be [batch, seq], got ${t.rank} dims`);
+  const data =
+    t.dtype === "i32" ? (t.data as Int32Array) : Int32Array.from(t.toFloat32Array(), (v) => Math.round(v));
+  return { rows: t.shape[0], cols: t.shape[1], data };
+}
+
+function readIds(ids: IdBatch, config: Gemma3Config, backend: Backend): Batch {
+  const { rows, cols, data } = readIdBatch("input ids", ids, backend);
+  if (rows === 0 || cols === 0)
+    throw new ModelError(`input ids must be a non-empty [batch, seq], got [${rows}, ${cols}]`);
+  for (let i = 0; i < data.length; i++) {
+    if (data[i] < 0 || data[i] >= config.vocab) {
+      throw new ModelError(`token id ${data[i]} is outside the vocabulary [0, ${config.vocab})`);
+    }
+  }
+  return { batch: rows, seq: cols, ids: data };
+}
+
+/** The 0/1 validity of the new tokens, one array per row. */
+function readMask(b: Batch, offset: number, mask: IdBatch | undefined, backend: Backend): Uint8Array[] {
+  const rows = Array.from({ length: b.batch }, () => new Uint8Array(b.seq).fill(1));
+  if (mask === undefined) return rows;
+  const m = readIdBatch("attention mask", mask, backend);
+  const skip = m.cols === b.seq ? 0 : m.cols === offset + b.seq ? offset : -1;
+  if (m.rows !== b.batch || skip < 0) {
+    throw new ModelError(
+      `attention mask is [${m.rows}, ${m.cols}]; expected [${b.batch}, ${b.seq}]` +
+        (offset > 0 ? ` or [${b.batch}, ${offset + b.seq}]` : ""),
+    );
+  }
+  for (let r = 0; r < b.batch; r++) {
+    for (let i = 0; i < b.seq; i++) {
+      const v = m.data[r * m.cols + skip + i];
+      if (v !== 0 && v !== 1) throw new ModelError(`attention mask values must be 0 or 1, got ${v}`);
+      rows[r][i] = v;
+    }
+  }
+  return rows;
+}
+
+function readPositions(
+  b: Batch,
+  offset: number,
+  positionIds: IdBatch | undefined,
+  backend: Backend,
+): Int32Array {
+  if (positionIds === undefined) {
+    const out = new Int32Array(b.batch * b.seq);
+    for (let r = 0; r < b.batch; r++) for (let i = 0; i < b.seq; i++) out[r * b.seq + i] = offset + i;
+    return out;
+  }
+  const p = readIdBatch("position ids", positionIds, backend);
+  if (p.rows !== b.batch || p.cols !== b.seq) {
+    throw new ModelError(`position ids are [${p.rows}, ${p.cols}]; expected [${b.batch}, ${b.seq}]`);
+  }
+  return p.data;
+}
+
+/** The embedding scale sqrt(d_model), rounded to the table's dtype as transformers does. */
+export function embedScale(dModel: number, dtype: Tensor["dtype"]): number {
+  const s = Math.fround(Math.sqrt(dModel));
+  if (dtype === "bf16") return bf16ToF32(f32ToBf16(s));
+  if (dtype === "f16") return f16ToF32(f32ToF16(s));
+  return s;
+}
+
+/** RoPE tables for one parameter set: one pair shared by all rows, or one pair per row. */
+interface Rotary {
+  readonly shared: { cos: Tensor<"f32">; sin: Tensor<"f32"> } | null;
+  readonly perRow: { cos: Tensor<"f32">; sin: Tensor<"f32"> }[];
+}
+
+function rotary(backend: Backend, b: Batch, positions: Int32Array, headDim: number, p: RopeParams): Rotary {
+  const row = (r: number) =>
+    fromStorage(backend, "i32", [b.seq], positions.subarray(r * b.seq, (r + 1) * b.seq));
+  let same = true;
+  for (let i = b.seq; i < positions.length && same; i++) same = positions[i] === positions[i % b.seq];
+  if (same) return { shared: ropeTables(row(0), headDim, p.theta, p.factor), perRow: [] };
+  return {
+    shared: null,
+    perRow: Array.from({ length: b.batch }, (_, r) => ropeTables(row(r), headDim, p.theta, p.factor)),
+  };
+}
+
+/** x: [batch, n, seq, head_dim]. */
+function applyRope(x: Tensor<"f32">, rot: Rotary): Tensor<"f32"> {
+  if (rot.shared) return rope(x, rot.shared.cos, rot.shared.sin);
+  return stack(
+    rot.perRow.map((t, r) => rope(select(x, 0, r), t.cos, t.sin)),
+    0,
+  );
+}
+
+/** Additive mask [batch, 1, 1, seq, keys]: 0 where query i may see key j, MASKED elsewhere. */
+function attentionBias(
+  backend: Backend,
+  b: Batch,
+  offset: number,
+  keys: { start: number; length: number },
+  window: number | null,
+  valid: (row: number, index: number) => boolean,
+): Tensor<"f32"> {
+  const { start, length } = keys;
+  const out = new Float32Array(b.batch * b.seq * length);
+  for (let r = 0; r < b.batch; r++) {
+    for (let i = 0; i < b.seq; i++) {
+      const q = offset + i;
+      const base = (r * b.seq + i) * length;
+      for (let j = 0; j < length; j++) {
+        const k = start + j;
+        const ok = k <= q && (window === null || k > q - window) && valid(r, k);
+        if (!ok) out[base + j] = MASKED;
+      }
+    }
+  }
+  return fromStorage(backend, "f32", [b.batch, 1, 1, b.seq, length], out);
+}
+
+/** Per-call state the layers share. */
+interface Pass {
+  readonly config: Gemma3Config;
+  readonly backend: Backend;
+  readonly b: Batch;
+  readonly offset: number;
+  /** Sequence index of each position along a site's seq axis. */
+  readonly seqIndex: Int32Array;
+  readonly interventions: ReadonlyMap<string, readonly Intervention[]>;
+  readonly capture: ReadonlySet<string>;
+  readonly activations: Activations;
+  readonly rotary: Map<RopeParams, Rotary>;
+  readonly positions: Int32Array;
+  readonly cache: KVCache | undefined;
+  readonly valid: (row: number, index: number) => boolean;
+}
+
+function hook(pass: Pass, site: Site, x: Tensor<"f32">, seqIndex = pass.seqIndex): Tensor<"f32"> {
+  const list = pass.interventions.get(site.name);
+  const y = list ? applyInterventions(x, list, { site, config: pass.config, positions: seqIndex }) : x;
+  if (pass.capture.has(site.name)) pass.activations.set(site, y);
+  return y;
+}
+
+function norm(x: Tensor<"f32">, w: Tensor, eps: number): Tensor<"f32"> {
+  return rmsnorm(x, w, { eps, weightOffset: 1 });
+}
+
+/** x [.., in] @ w^T with w stored [out, in]. */
+function linear(x: Tensor<"f32">, w: Tensor): Tensor<"f32"> {
+  return matmul(x, w, { transB: true });
+}
+
+function attention(pass: Pass, layer: number, w: LayerWeights, x: Tensor<"f32">): Tensor<"f32"> {
+  const { config: c, b } = pass;
+  const { batch, seq } = b;
+  const eps = c.rmsNormEps;
+  const la = layerAttention(c, layer);
+  let rot = pass.rotary.get(la.rope);
+  if (rot === undefined) {
+    rot = rotary(pass.backend, b, pass.positions, c.headDim, la.rope);
+    pass.rotary.set(la.rope, rot);
+  }
+  const heads = (t: Tensor<"f32">, n: number) =>
+    permute(reshape(t, [batch, seq, n, c.headDim]), [0, 2, 1, 3]);
+  const qn = norm(reshape(linear(x, w.qProj), [batch, seq, c.heads, c.headDim]), w.qNorm, eps);
+  const q = hook(pass, sites.q(layer), applyRope(permute(qn, [0, 2, 1, 3]), rot));
+  const kn = norm(reshape(linear(x, w.kProj), [batch, seq, c.kvHeads, c.headDim]), w.kNorm, eps);
+  const k = hook(pass, sites.k(layer), applyRope(permute(kn, [0, 2, 1, 3]), rot));
+  const v = hook(pass, sites.v(layer), heads(linear(x, w.vProj), c.kvHeads));
+
+  const keys: LayerKeys = pass.cache ? pass.cache.update(layer, k, v) : { k, v, start: 0 };
+  const nKeys = keys.k.shape[2];
+  const groups = c.heads / c.kvHeads;
+  // Query heads h = kv * groups + g share kv head `kv`: group them so K and V are never repeated.
+  const scores = matmul(reshape(q, [batch, c.kvHeads, groups * seq, c.headDim]), keys.k, { transB: true });
+  const scaled = affine(scores, Math.fround(c.queryPreAttnScalar ** -0.5), 0);
+  const bias = attentionBias(
+    pass.backend,
+    b,
+    pass.offset,
+    { start: keys.start, length: nKeys },
+    la.window,
+    pass.valid,
+  );
+  const masked = add(reshape(scaled, [batch, c.kvHeads, groups, seq, nKeys]), bias);
+  const pattern = hook(pass, sites.pattern(layer), reshape(softmax(masked), [batch, c.heads, seq, nKeys]));
+  const mixed = matmul(reshape(pattern, [batch, c.kvHeads, groups * seq, nKeys]), keys.v);
+  const zHeads = permute(reshape(mixed, [batch, c.heads, seq, c.headDim]), [0, 2, 1, 3]);
+  return hook(pass, sites.z(layer), reshape(zHeads, [batch, seq, c.heads * c.headDim]));
+}
+
+function block(pass: Pass, layer: number, w: LayerWeights, residPre: Tensor<"f32">): Tensor<"f32"> {
+  const eps = pass.config.rmsNormEps;
+  const x = hook(pass, sites.residPre(layer), residPre);
+  const attnIn = hook(pass, sites.attnIn(layer), norm(x, w.inputNorm, eps));
+  const z = attention(pass, layer, w, attnIn);
+  const attnOut = hook(pass, sites.attnOut(layer), norm(linear(z, w.oProj), w.postAttentionNorm, eps));
+  const residMid = hook(pass, sites.residMid(layer), add(x, attnOut));
+  const mlpIn = hook(pass, sites.mlpIn(layer), norm(residMid, w.preFeedforwardNorm, eps));
+  const hidden = hook(
+    pass,
+    sites.mlpHidden(layer),
+    mul(geluTanh(linear(mlpIn, w.gateProj)), linear(mlpIn, w.upProj)),
+  );
+  const mlpOut = hook(
+    pass,
+    sites.mlpOut(layer),
+    norm(linear(hidden, w.downProj), w.postFeedforwardNorm, eps),
+  );
+  return hook(pass, sites.residPost(layer), add(residMid, mlpOut));
+}
+
+function groupBySite(list: readonly Intervention[], config: Gemma3Config): Map<string, Intervention[]> {
+  const out = new Map<string, Intervention[]>();
+  for (const iv of list) {
+    iv.site.check(config);
+    const l = out.get(iv.site.name);
+    if (l) l.push(iv);
+    else out.set(iv.site.name, [iv]);
+  }
+  return out;
+}
+
+/**
+ * Runs the model on `ids` [batch, seq]. Captured activations come back by site; interventions
+ * change the forward as it runs. With `cache`, `ids` are the tokens after those already cached.
+ */
+export function forward(
+  config: Gemma3Config,
+  weights: Gemma3Weights,
+  ids: IdBatch,
+  options: ForwardOptions = {},
+): ForwardResult {
+  const backend = weights.embed.backend;
+  const b = readIds(ids, config, backend);
+  const cache = options.cache;
+  if (cache && cache.batch !== b.batch) {
+    throw new ModelError(`the KV cache holds ${cache.batch} sequences but ids have ${b.batch}`);
+  }
+  const offset = cache ? cache.length : 0;
+  const mask = readMask(b, offset, options.attentionMask, backend);
+  const positions = readPositions(b, offset, options.positionIds, backend);
+  let maxPos = 0;
+  for (const p of positions) maxPos = Math.max(maxPos, p);
+  if (maxPos >= config.maxPositionEmbeddings || offset + b.seq > config.maxPositionEmbeddings) {
+    throw new ModelError(
+      `sequence of ${Math.max(maxPos + 1, offset + b.seq)} positions exceeds max_position_embeddings ${config.maxPositionEmbeddings}`,
+    );
+  }
+  const capture = new Set<string>();
+  for (const s of options.capture ?? []) capture.add(s.check(config).name);
+  const seqIndex = Int32Array.from({ length: b.seq }, (_, i) => offset + i);
+  const valid = cache
+    ? (r: number, k: number) => cache.isValid(r, k)
+    : (r: number, k: number) => mask[r][k] === 1;
+  if (cache) cache.begin(b.seq, mask);
+  const pass: Pass = {
+    config,
+    backend,
+    b,
+    offset,
+    seqIndex,
+    interventions: groupBySite(options.interventions ?? [], config),
+    capture,
+    activations: new Activations(),
+    rotary: new Map(),
+    positions,
+    cache,
+    valid,
+  };
+
+  const idTensor = fromStorage(backend, "i32", [b.batch, b.seq], b.ids);
+  let x = hook(
+    pass,
+    sites.embed,
+    affine(embedding(weights.embed, idTensor), embedScale(config.dModel, weights.embed.dtype), 0),
+  );
+  for (let l = 0; l < config.layers; l++) x = block(pass, l, weights.layers[l], x);
+  let final = hook(pass, sites.finalNorm, norm(x, weights.finalNorm, config.rmsNormEps));
+  let logitIndex = seqIndex;
+  if (options.logits === "last") {
+    final = narrow(final, 1, b.seq - 1, 1);
+    logitIndex = seqIndex.subarray(b.seq - 1);
+  }
+  let logits = linear(final, weights.lmHead);
+  const cap = config.finalLogitSoftcapping;
+  if (cap !== null) logits = mul(tanh(div(logits, cap)), cap);
+  logits = hook(pass, sites.logits, logits, logitIndex);
+  if (cache) cache.commit();
+  return { logits, activations: pass.activations };
+}
