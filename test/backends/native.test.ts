@@ -55,6 +55,11 @@ const SPECIAL = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY,
 
 type Num = ArrayLike<number>;
 
+/** Shows -0 as "-0" so bit-level mismatches read clearly. */
+function show(v: number): string {
+  return Object.is(v, -0) ? "-0" : String(v);
+}
+
 function same(a: number, b: number): boolean {
   return Object.is(a, b) || (Number.isNaN(a) && Number.isNaN(b));
 }
@@ -64,7 +69,7 @@ function assertSame(actual: Num, expected: Num, label: string): void {
   assert.equal(actual.length, expected.length, `${label}: length`);
   for (let i = 0; i < expected.length; i++) {
     if (!same(actual[i], expected[i]))
-      assert.fail(`${label}: [${i}] native ${actual[i]} reference ${expected[i]}`);
+      assert.fail(`${label}: [${i}] native ${show(actual[i])} reference ${show(expected[i])}`);
   }
 }
 
@@ -76,7 +81,7 @@ function assertClose(actual: Num, expected: Num, rtol: number, atol: number, lab
     const a = actual[i];
     const e = expected[i];
     if (!Number.isFinite(e) || !Number.isFinite(a)) {
-      if (!same(a, e)) assert.fail(`${label}: [${i}] native ${a} reference ${e}`);
+      if (!same(a, e)) assert.fail(`${label}: [${i}] native ${show(a)} reference ${show(e)}`);
       continue;
     }
     const err = Math.abs(a - e);
