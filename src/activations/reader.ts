@@ -124,6 +124,7 @@ export class StoreReader implements AsyncIterable<ActivationBatch> {
   private readonly batchTokens: number;
   private position: number;
   private readonly cache = new Map<number, Promise<ShardData>>();
+  private current: { epoch: number; w: number; win: Window; data: ShardData[] } | undefined;
 
   constructor(
     readonly store: ActivationStore,
@@ -258,64 +259,101 @@ export class StoreReader implements AsyncIterable<ActivationBatch> {
     for (const k of [...this.cache.keys()]) if (!keep.has(k)) this.cache.delete(k);
   }
 
+  /** Tokens left to deliver (Infinity when streaming forever). */
+  get remaining(): number {
+    return this.totalTokens - this.position;
+  }
+
+  /**
+   * The next `n` tokens (fewer at the end of a finite read), or null when nothing is left. The
+   * async iterator calls this with the batch size.
+   */
+  async read(n: number): Promise<ActivationBatch | null> {
+    if (!Number.isSafeInteger(n) || n <= 0) throw new StoreError(`cannot read ${n} tokens`, this.store.dir);
+    n = Math.min(n, this.remaining);
+    if (n === 0) return null;
+    const out = this.sites.map((s) => new Float32Array(n * s.d));
+    const tokenIds = new Int32Array(n);
+    const docIds = new Int32Array(n);
+    let filled = 0;
+    while (filled < n) {
+      const epoch = Math.floor(this.position / this.epochTokens);
+      const inEpoch = this.position - epoch * this.epochTokens;
+      const w = Math.floor(inEpoch / this.bufferTokens);
+      const window = await this.windowAt(epoch, w);
+      const offset = inEpoch - w * this.bufferTokens;
+      const take = Math.min(n - filled, window.win.segOf.length - offset);
+      const { segOf, rowOf } = window.win;
+      for (let j = 0; j < take; j++) {
+        const shard = window.data[segOf[offset + j]];
+        const row = rowOf[offset + j];
+        for (const [si, s] of this.sites.entries()) {
+          const src = shard.acts.get(s.name)!;
+          out[si].set(src.subarray(row * s.d, (row + 1) * s.d), (filled + j) * s.d);
+        }
+        tokenIds[filled + j] = shard.tokenIds[row];
+        docIds[filled + j] = shard.docIds[row];
+      }
+      filled += take;
+      this.position += take;
+    }
+    const batch: Record<string, Tensor> = {};
+    for (const [si, s] of this.sites.entries()) {
+      batch[s.name] = fromStorage(this.options.backend, "f32", [n, s.d], out[si]);
+    }
+    return { batch, tokenIds, docIds, cursor: this.cursor };
+  }
+
+  /** The window (epoch, w) with its shards loaded; starts loading the next window's shards. */
+  private async windowAt(epoch: number, w: number): Promise<{ win: Window; data: ShardData[] }> {
+    const c = this.current;
+    if (c !== undefined && c.epoch === epoch && c.w === w) return c;
+    const win = this.buildWindow(epoch, w);
+    const data = await Promise.all(win.segments.map((s) => this.load(s.shard)));
+    this.current = { epoch, w, win, data };
+    const [ne, nw] = w + 1 < this.windowCount() ? [epoch, w + 1] : [epoch + 1, 0];
+    const keep = new Set(win.segments.map((s) => s.shard));
+    if (ne * this.epochTokens < this.totalTokens) {
+      for (const s of this.buildWindow(ne, nw).segments) {
+        keep.add(s.shard);
+        void this.load(s.shard);
+      }
+    }
+    this.retain(keep);
+    return this.current;
+  }
+
   async *[Symbol.asyncIterator](): AsyncIterator<ActivationBatch> {
-    const total = this.totalTokens;
-    const nWindows = this.windowCount();
-    let window: { epoch: number; w: number; win: Window; data: ShardData[] } | undefined;
-    const windowAt = async (epoch: number, w: number) => {
-      const win = this.buildWindow(epoch, w);
-      const data = await Promise.all(win.segments.map((s) => this.load(s.shard)));
-      return { epoch, w, win, data };
-    };
-    const next = (epoch: number, w: number): [number, number] =>
-      w + 1 < nWindows ? [epoch, w + 1] : [epoch + 1, 0];
-    while (this.position < total) {
-      const n = Math.min(this.batchTokens, total - this.position);
-      if (n < this.batchTokens && this.options.dropLast === true) return;
-      const out = this.sites.map((s) => new Float32Array(n * s.d));
-      const tokenIds = new Int32Array(n);
-      const docIds = new Int32Array(n);
-      let filled = 0;
-      while (filled < n) {
-        const epoch = Math.floor(this.position / this.epochTokens);
-        const inEpoch = this.position - epoch * this.epochTokens;
-        const w = Math.floor(inEpoch / this.bufferTokens);
-        if (window === undefined || window.epoch !== epoch || window.w !== w) {
-          window = await windowAt(epoch, w);
-          const [ne, nw] = next(epoch, w);
-          const keep = new Set(window.win.segments.map((s) => s.shard));
-          if (ne * this.epochTokens < total) {
-            // Prefetch the next window's shards while this one is consumed.
-            for (const s of this.buildWindow(ne, nw).segments) {
-              keep.add(s.shard);
-              void this.load(s.shard);
-            }
-          }
-          this.retain(keep);
-        }
-        const offset = inEpoch - w * this.bufferTokens;
-        const take = Math.min(n - filled, window.win.segOf.length - offset);
-        const { segOf, rowOf } = window.win;
-        for (let j = 0; j < take; j++) {
-          const shard = window.data[segOf[offset + j]];
-          const row = rowOf[offset + j];
-          for (const [si, s] of this.sites.entries()) {
-            const src = shard.acts.get(s.name)!;
-            out[si].set(src.subarray(row * s.d, (row + 1) * s.d), (filled + j) * s.d);
-          }
-          tokenIds[filled + j] = shard.tokenIds[row];
-          docIds[filled + j] = shard.docIds[row];
-        }
-        filled += take;
-        this.position += take;
-      }
-      const batch: Record<string, Tensor> = {};
-      for (const [si, s] of this.sites.entries()) {
-        batch[s.name] = fromStorage(this.options.backend, "f32", [n, s.d], out[si]);
-      }
-      yield { batch, tokenIds, docIds, cursor: this.cursor };
+    for (;;) {
+      if (this.remaining < this.batchTokens && this.options.dropLast === true) return;
+      const b = await this.read(this.batchTokens);
+      if (b === null) return;
+      yield b;
     }
   }
+}
+
+/** Checks that a JSON value (e.g. from a checkpoint) has a ReaderCursor's shape. */
+export function parseReaderCursor(v: unknown, where: string): ReaderCursor {
+  const o = typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+  const ok =
+    o !== null &&
+    typeof o.store === "string" &&
+    (o.order === "sequential" || o.order === "shuffled") &&
+    typeof o.seed === "number" &&
+    typeof o.bufferTokens === "number" &&
+    Array.isArray(o.shards) &&
+    o.shards.every((s) => typeof s === "number") &&
+    typeof o.tokens === "number";
+  if (!ok) throw new StoreError(`not a store reader cursor: ${JSON.stringify(v)}`, where);
+  return {
+    store: o.store as string,
+    order: o.order as ReadOrder,
+    seed: o.seed as number,
+    bufferTokens: o.bufferTokens as number,
+    shards: o.shards as number[],
+    tokens: o.tokens as number,
+  };
 }
 
 /** Opens a reader on `store` (see `ReaderOptions`). */

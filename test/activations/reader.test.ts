@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";
 import { type ReaderOptions, readActivations, splitShards } from "../../src/activations/reader.js";
+import { StoreBatchSource } from "../../src/activations/source.js";
 import { ActivationStore } from "../../src/activations/store.js";
 import { referenceBackend } from "../../src/backends/index.js";
 import { StoreError } from "../../src/core/errors.js";
@@ -202,4 +203,39 @@ test("bf16 stores are read back widened to f32 with only the sites asked for", a
     assert.equal(b.batch.b.dtype, "f32");
     assert.deepEqual(b.batch.b.toFlatArray().slice(0, 4), [0, 0.5, 1, 0.5]);
   }
+});
+
+test("StoreBatchSource serves full batches of any size, returns null at the end, and seeks to a cursor", async () => {
+  const src = new StoreBatchSource(store, { backend: referenceBackend, seed: 4, bufferTokens: 20 });
+  assert.deepEqual(
+    [...src.sites],
+    [
+      ["blocks.0.resid_post", 3],
+      ["blocks.1.mlp_out", 2],
+    ],
+  );
+  assert.equal(src.fingerprint, store.manifest.content_hash);
+  const seen: number[] = [];
+  const first = await src.next(10, ["blocks.0.resid_post"]);
+  assert.ok(first !== null);
+  assert.deepEqual([...first.sites.keys()], ["blocks.0.resid_post"]);
+  const rowsOf = (b: NonNullable<typeof first>): number[] =>
+    Array.from({ length: b.tokens }, (_, r) => b.sites.get("blocks.0.resid_post")![r * 3]);
+  seen.push(...rowsOf(first));
+  const cursor = JSON.parse(JSON.stringify(src.cursor()));
+  const a = await src.next(25, ["blocks.0.resid_post", "blocks.1.mlp_out"]);
+  src.seek(cursor);
+  const b = await src.next(25, ["blocks.0.resid_post", "blocks.1.mlp_out"]);
+  assert.ok(a !== null && b !== null);
+  assert.deepEqual(b.sites, a.sites);
+  seen.push(...rowsOf(b));
+  for (;;) {
+    const c = await src.next(7, ["blocks.0.resid_post"]);
+    if (c === null) break;
+    seen.push(...rowsOf(c));
+  }
+  assert.equal(seen.length, total - ((total - 35) % 7));
+  assert.equal(new Set(seen).size, seen.length);
+  await assert.rejects(src.next(1, ["nope"]), /no site nope/);
+  assert.throws(() => src.seek({ tokens: 3 }), /not a store reader cursor/);
 });
