@@ -21,14 +21,16 @@ static inline uint32_t gb_to_bits(float f) {
   return u;
 }
 
-/* exp(x) = 2^n * e^r with |r| <= ln2/2; 2^n applied in two halves so subnormal results round once. */
+/* exp(x) = 2^n * e^r with |r| <= ln2/2; 2^n applied in two halves so subnormal results round once.
+ * x is clamped to [-104, 88.8]: e^-104 rounds to 0 and e^88.8 overflows to inf, so no special cases
+ * are needed; the clamps are written so NaN passes through (and n is read from the rounding
+ * constant's bits, not by a float->int conversion, which NaN would make undefined). */
 static inline float gb_expf(float x) {
-  const float hi = 88.7228394f, lo = -104.0f;
-  float xc = x > hi ? hi : x;
-  xc = xc < lo ? lo : xc;
-  xc = x != x ? 0.0f : xc;
-  float t = xc * 1.44269504088896341f;
-  float n = (t + 12582912.0f) - 12582912.0f; /* round to nearest, |t| < 2^22 */
+  float xc = x < -104.0f ? -104.0f : x;
+  xc = xc > 88.8f ? 88.8f : xc;
+  float t = xc * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: low mantissa bits = round(t) */
+  int32_t ni = (int32_t)gb_to_bits(t) - 0x4b400000;
+  float n = t - 12582912.0f;
   float r = xc - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -38,12 +40,8 @@ static inline float gb_expf(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  int32_t ni = (int32_t)n;
-  int32_t n1 = ni / 2, n2 = ni - n1;
-  float res = p * gb_from_bits((uint32_t)(n1 + 127) << 23) * gb_from_bits((uint32_t)(n2 + 127) << 23);
-  res = x > hi ? INFINITY : res;
-  res = x < lo ? 0.0f : res;
-  return x != x ? x : res;
+  int32_t n1 = ni >> 1, n2 = ni - n1;
+  return p * gb_from_bits((uint32_t)(n1 + 127) << 23) * gb_from_bits((uint32_t)(n2 + 127) << 23);
 }
 
 static inline float gb_logf(float x) {
