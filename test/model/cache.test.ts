@@ -1,0 +1,103 @@
+/**
+ * KV-cache decoding equals the full forward pass (one token at a time and in chunks, across the
+ * sliding window), padding is invisible (left- and right-padded rows equal the same row alone),
+ * and sliding-window layers hold at most `window` keys however long the sequence.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { availableBackends } from "../../src/backends/index.js";
+import { narrow, select } from "../../src/core/ops/shape.js";
+import type { Tensor } from "../../src/core/tensor.js";
+import { maxAbsDiff, tinyModel } from "./helpers.js";
+
+/** Seeded token ids in [1, vocab). */
+function tokens(n: number, seed: number, vocab = 40): number[] {
+  let s = seed;
+  return Array.from({ length: n }, () => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return 1 + (s % (vocab - 1));
+  });
+}
+
+function maxAbs(t: Tensor): number {
+  return t.toFloat32Array().reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+}
+
+for (const backend of availableBackends()) {
+  describe(`KV cache (${backend.name})`, () => {
+    const model = tinyModel(backend);
+    const window = model.config.slidingWindow;
+    const ids = [tokens(13, 1), tokens(13, 2)];
+    assert.ok(ids[0].length > 2 * window);
+    const full = model.forward(ids).logits;
+    const tol = 1e-5 * maxAbs(full);
+
+    test("one token at a time equals the full forward", () => {
+      const cache = model.newCache(2);
+      for (let t = 0; t < ids[0].length; t++) {
+        const step = model.forward(
+          ids.map((r) => [r[t]]),
+          { cache },
+        ).logits;
+        const want = narrow(full, 1, t, 1);
+        assert.ok(maxAbsDiff(step, want) <= tol, `position ${t}: ${maxAbsDiff(step, want)}`);
+      }
+      assert.equal(cache.length, ids[0].length);
+    });
+
+    test("a prefill then chunks equals the full forward", () => {
+      const cache = model.newCache(2);
+      let at = 0;
+      for (const n of [3, 5, 1, 4]) {
+        const chunk = ids.map((r) => r.slice(at, at + n));
+        const got = model.forward(chunk, { cache }).logits;
+        assert.ok(maxAbsDiff(got, narrow(full, 1, at, n)) <= tol, `chunk at ${at}`);
+        at += n;
+      }
+    });
+
+    test("sliding layers hold at most `window` keys; full layers hold all", () => {
+      const cache = model.newCache(1);
+      const long = tokens(40, 3);
+      model.forward([long.slice(0, 10)], { cache });
+      for (const t of long.slice(10)) model.forward([[t]], { cache, logits: "last" });
+      model.config.layerTypes.forEach((type, l) => {
+        assert.equal(cache.keysHeld(l), type === "sliding_attention" ? window : long.length, `layer ${l}`);
+      });
+      const c = model.config;
+      const perKey = 2 * c.kvHeads * c.headDim * 4;
+      const fullLayers = c.layerTypes.filter((t) => t === "full_attention").length;
+      assert.equal(cache.bytes, perKey * (fullLayers * long.length + (c.layers - fullLayers) * window));
+    });
+
+    test("padding is invisible: padded rows equal the row alone", () => {
+      const row = tokens(7, 4);
+      const alone = model.forward([row]).logits;
+      // Right padding: positions are sequence indices as usual; pad keys are masked.
+      const right = model.forward(
+        [row, [...row, 5, 5, 5]].map((r) => [...r, ...Array(10 - r.length).fill(0)]),
+        {
+          attentionMask: [[...Array(7).fill(1), 0, 0, 0], Array(10).fill(1)],
+        },
+      ).logits;
+      assert.ok(maxAbsDiff(narrow(select(right, 0, 0), 0, 0, 7), select(alone, 0, 0)) <= tol);
+      // Left padding, as generation does: positions cumsum(mask) - 1, and then cached decoding.
+      const pad = 3;
+      const left = model.forward([[...Array(pad).fill(0), ...row]], {
+        attentionMask: [[...Array(pad).fill(0), ...Array(7).fill(1)]],
+        positionIds: [[...Array(pad).fill(1), ...row.map((_, i) => i)]],
+      }).logits;
+      assert.ok(maxAbsDiff(narrow(select(left, 0, 0), 0, pad, 7), select(alone, 0, 0)) <= tol);
+      const cache = model.newCache(1);
+      model.forward([[...Array(pad).fill(0), ...row.slice(0, 4)]], {
+        cache,
+        attentionMask: [[...Array(pad).fill(0), 1, 1, 1, 1]],
+        positionIds: [[...Array(pad).fill(1), 0, 1, 2, 3]],
+      });
+      for (let t = 4; t < 7; t++) {
+        const step = model.forward([[row[t]]], { cache, positionIds: [[t]] }).logits;
+        assert.ok(maxAbsDiff(step, narrow(alone, 1, t, 1)) <= tol, `decode ${t}`);
+      }
+    });
+  });
+}

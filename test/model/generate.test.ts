@@ -1,0 +1,124 @@
+/**
+ * Generation: greedy decoding equals an uncached argmax loop, batched prompts of different lengths
+ * equal separate runs, sampling is seeded and follows softmax(logits / T) with top-k / top-p
+ * truncation, stop tokens end a sequence, streaming yields the same tokens, and the context limit ends
+ * generation.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { availableBackends } from "../../src/backends/index.js";
+import { argmax } from "../../src/core/ops/reduce.js";
+import { Rng } from "../../src/core/random.js";
+import { generate, generateStream, pickToken, type TokenEvent } from "../../src/model/gemma3/generate.js";
+import { tinyModel } from "./helpers.js";
+
+for (const backend of availableBackends()) {
+  describe(`generate (${backend.name})`, () => {
+    const model = tinyModel(backend);
+    const prompt = [2, 5, 9, 14, 3];
+
+    test("greedy decoding equals an uncached argmax loop", () => {
+      const res = generate(model, prompt, { maxNewTokens: 8, stopTokens: [] });
+      const seq = [...prompt];
+      for (let i = 0; i < 8; i++) {
+        const logits = model.forward([seq], { logits: "last" }).logits;
+        seq.push(argmax(logits, -1).toFlatArray()[0]);
+      }
+      assert.deepEqual(res.sequences[0], seq);
+      assert.deepEqual(res.finish, ["length"]);
+    });
+
+    test("a batch of prompts of different lengths equals separate runs", () => {
+      const prompts = [prompt, [7, 8], [2, 30, 31, 32, 33, 34, 35]];
+      const batched = generate(model, prompts, { maxNewTokens: 6, stopTokens: [] });
+      prompts.forEach((p, i) => {
+        assert.deepEqual(
+          batched.sequences[i],
+          generate(model, p, { maxNewTokens: 6, stopTokens: [] }).sequences[0],
+        );
+      });
+    });
+
+    test("sampling: same seed, same tokens; top-k 1 is greedy", () => {
+      const opts = { maxNewTokens: 10, stopTokens: [], temperature: 1.5 };
+      const a = generate(model, prompt, { ...opts, seed: 3 });
+      assert.deepEqual(generate(model, prompt, { ...opts, seed: 3 }).tokens, a.tokens);
+      assert.notDeepEqual(generate(model, prompt, { ...opts, seed: 4 }).tokens, a.tokens);
+      const greedy = generate(model, prompt, { maxNewTokens: 10, stopTokens: [] });
+      assert.deepEqual(generate(model, prompt, { ...opts, topK: 1, seed: 5 }).tokens, greedy.tokens);
+    });
+
+    test("stop tokens end the sequence and are included", () => {
+      const free = generate(model, prompt, { maxNewTokens: 8, stopTokens: [] }).tokens[0];
+      const stop = free[2];
+      const first = free.indexOf(stop);
+      const res = generate(model, prompt, { maxNewTokens: 8, stopTokens: [stop] });
+      assert.deepEqual(res.tokens[0], free.slice(0, first + 1));
+      assert.deepEqual(res.finish, ["stop"]);
+    });
+
+    test("streaming and the callback see every token in order", async () => {
+      const seen: TokenEvent[] = [];
+      const streamed: number[] = [];
+      const it = generateStream(model, prompt, {
+        maxNewTokens: 6,
+        stopTokens: [],
+        onToken: (e) => seen.push(e),
+      });
+      let r = await it.next();
+      while (!r.done) {
+        streamed.push(r.value.token);
+        r = await it.next();
+      }
+      const want = generate(model, prompt, { maxNewTokens: 6, stopTokens: [] }).tokens[0];
+      assert.deepEqual(streamed, want);
+      assert.deepEqual(r.value.tokens[0], want);
+      assert.deepEqual(
+        seen.map((e) => [e.step, e.token]),
+        want.map((t, i) => [i, t]),
+      );
+    });
+
+    test("generation ends at the context limit", () => {
+      const short = tinyModel(backend, { max_position_embeddings: 9 });
+      const res = generate(short, prompt, { maxNewTokens: 20, stopTokens: [] });
+      assert.equal(res.sequences[0].length, 9 + 1);
+      assert.deepEqual(res.finish, ["length"]);
+    });
+  });
+}
+
+describe("pickToken", () => {
+  const logits = Float32Array.from([1.0, 2.5, 0.3, 2.0, -1.0, 1.8]);
+  const probs = (t: number, keep: readonly number[]) => {
+    const e = Array.from(logits, (x, i) => (keep.includes(i) ? Math.exp(x / t) : 0));
+    const s = e.reduce((a, b) => a + b, 0);
+    return e.map((x) => x / s);
+  };
+  const frequencies = (opts: Parameters<typeof pickToken>[1], n: number) => {
+    const rng = new Rng(11);
+    const counts = new Array<number>(logits.length).fill(0);
+    for (let i = 0; i < n; i++) counts[pickToken(logits, opts, rng)]++;
+    return counts.map((c) => c / n);
+  };
+  const close = (got: number[], want: number[], what: string) => {
+    for (let i = 0; i < got.length; i++) {
+      assert.ok(Math.abs(got[i] - want[i]) < 0.015, `${what}[${i}]: ${got[i]} vs ${want[i]}`);
+    }
+  };
+  test("temperature sampling follows softmax(logits / T)", () => {
+    close(frequencies({ temperature: 0.7 }, 20000), probs(0.7, [0, 1, 2, 3, 4, 5]), "T=0.7");
+  });
+  test("top-k keeps the k most likely", () => {
+    close(frequencies({ temperature: 1, topK: 3 }, 20000), probs(1, [1, 3, 5]), "top-3");
+  });
+  test("top-p keeps the smallest set reaching p", () => {
+    // At T = 1 the sorted probabilities are 0.378, 0.229, 0.188, ...: p = 0.55 needs the top 2 (0.607).
+    const all = probs(1, [0, 1, 2, 3, 4, 5]);
+    assert.ok(all[1] < 0.55 && all[1] + all[3] >= 0.55);
+    close(frequencies({ temperature: 1, topP: 0.55 }, 20000), probs(1, [1, 3]), "top-p");
+  });
+  test("greedy picks the first maximum", () => {
+    assert.equal(pickToken(Float32Array.from([0, 3, 1, 3]), {}, new Rng(0)), 1);
+  });
+});
