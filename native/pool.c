@@ -41,7 +41,7 @@ static struct {
   pthread_cond_t done_cv;
   pthread_t *threads;
   int nthreads; /* including the caller; 0 = not started yet */
-  int stop;
+  atomic_int stop;
   atomic_uint_fast64_t generation;
   atomic_int remaining; /* workers that have not checked in for the current job */
   atomic_flag busy;     /* held by the thread that owns the current job */
@@ -74,10 +74,10 @@ static void *worker(void *arg) {
       cpu_relax();
     if (atomic_load_explicit(&P.generation, memory_order_acquire) == seen) {
       pthread_mutex_lock(&P.mu);
-      while (atomic_load(&P.generation) == seen && !P.stop) pthread_cond_wait(&P.work_cv, &P.mu);
+      while (atomic_load(&P.generation) == seen && !atomic_load(&P.stop)) pthread_cond_wait(&P.work_cv, &P.mu);
       pthread_mutex_unlock(&P.mu);
     }
-    if (P.stop) return NULL;
+    if (atomic_load(&P.stop)) return NULL;
     seen = atomic_load(&P.generation);
     run_parts(&P.job);
     if (atomic_fetch_sub(&P.remaining, 1) == 1) {
@@ -101,7 +101,7 @@ static int online_cpus(void) {
 /* Caller must own P.busy (or be the only user, during start/stop). */
 static void start_workers(int n) {
   if (n < 1) n = 1;
-  P.stop = 0;
+  atomic_store(&P.stop, 0);
   P.threads = n > 1 ? calloc((size_t)(n - 1), sizeof(pthread_t)) : NULL;
   int started = 0;
   void *gen = (void *)(uintptr_t)atomic_load(&P.generation);
@@ -114,7 +114,7 @@ static void start_workers(int n) {
 
 static void stop_workers(void) {
   pthread_mutex_lock(&P.mu);
-  P.stop = 1;
+  atomic_store(&P.stop, 1);
   atomic_fetch_add(&P.generation, 1);
   pthread_cond_broadcast(&P.work_cv);
   pthread_mutex_unlock(&P.mu);
