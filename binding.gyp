@@ -18,7 +18,8 @@
         "native/index_ops.c",
         "native/half.c",
         "native/matmul.c",
-        "native/sparse.c"
+        "native/sparse.c",
+        "native/training.c"
       ],
       "include_dirs": ["<(cblas_include)"],
       "cflags": ["-std=gnu11", "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-fno-strict-aliasing", "-Wall", "-Wextra", "-Wno-unused-parameter"],

@@ -17,6 +17,7 @@
 
 #include "gb.h"
 #include "sparse.h"
+#include "training.h"
 
 #define MAX_ARGS 16
 
@@ -615,5 +616,6 @@ NAPI_MODULE_INIT() {
     napi_set_named_property(env, exports, fns[i].name, f);
   }
   gb_sparse_register(env, exports);
+  gb_training_register(env, exports);
   return exports;
 }

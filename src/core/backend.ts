@@ -140,6 +140,33 @@ export interface ThresholdArgs {
   readonly thresholdStride: 0 | 1;
 }
 
+/**
+ * Sampled dense-dense product over a CSR pattern, for `sparseDot` (the gradient with respect to each
+ * stored entry of a sparse code): for j in [offsets[r], offsets[r + 1]),
+ *   out[j] = sum_{c < n} a[r * n + c] * w[indices[j] * wRowStride + c].
+ */
+export interface SparseDotArgs {
+  readonly rows: number;
+  readonly n: number;
+  readonly wRows: number;
+  readonly wRowStride: number;
+}
+
+/**
+ * One Adam step in place (`adamUpdate`), with bias corrections folded into two numbers:
+ *   m = beta1 m + (1 - beta1) g            (skipped when m is null: the update uses g)
+ *   v = beta2 v + (1 - beta2) g^2
+ *   w -= stepSize * m / (sqrt(v) * vScale + eps)
+ * where stepSize = lr / (1 - beta1^t) and vScale = 1 / sqrt(1 - beta2^t).
+ */
+export interface AdamArgs {
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly stepSize: number;
+  readonly vScale: number;
+}
+
 export interface Backend {
   /** "reference" or "native"; also shown in benchmark and error output. */
   readonly name: string;
@@ -262,4 +289,21 @@ export interface Backend {
     values: Float32Array,
     args: ThresholdArgs,
   ): void;
+
+  /** `SparseDotArgs`: out[j] = dot(a row of entry j, w row indices[j]); every index in [0, wRows). */
+  sparseDot(
+    offsets: Int32Array,
+    indices: Int32Array,
+    a: Float32Array,
+    w: Float32Array,
+    out: Float32Array,
+    args: SparseDotArgs,
+  ): void;
+  /**
+   * The k-th largest positive value among x[0..n) (k >= 1), counting repeats; the smallest positive
+   * value when fewer than k are positive; 0 when none is. NaN is never counted.
+   */
+  kthLargest(x: Float32Array, n: number, k: number): number;
+  /** One Adam step over w, g, v (and m unless null), all the same length (`AdamArgs`). */
+  adamUpdate(w: Float32Array, g: Float32Array, m: Float32Array | null, v: Float32Array, args: AdamArgs): void;
 }

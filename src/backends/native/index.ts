@@ -24,6 +24,7 @@ import type {
 import type { HalfDType } from "../../core/dtype.js";
 import { TensorError } from "../../core/errors.js";
 import { type SparseAddon, wrapSparse } from "./sparse.js";
+import { type TrainingAddon, wrapTraining } from "./training.js";
 
 /** Runtime facts about the loaded addon. */
 export interface NativeInfo {
@@ -55,7 +56,7 @@ export type NativeLoad = { readonly backend: NativeBackend } | { readonly error:
 type DtypeCode = 0 | 1 | 2;
 
 /** The addon's exports (native/binding.c and native/sparse.c document each argument list). */
-interface Addon extends SparseAddon {
+interface Addon extends SparseAddon, TrainingAddon {
   matmul(
     a: Float32Array,
     b: FloatSource,
@@ -279,6 +280,7 @@ function wrap(addon: Addon): NativeBackend {
     setThreads: (n) => addon.setThreads(n),
     stream: (floats, reps) => addon.stream(floats, reps),
     ...wrapSparse(addon),
+    ...wrapTraining(addon),
   };
 }
 
@@ -302,6 +304,8 @@ function load(): NativeLoad {
     if (typeof addon.matmul !== "function") return { error: `native addon ${file} has no matmul export` };
     if (typeof addon.sparseMatmul !== "function")
       return { error: `native addon ${file} is out of date (no sparseMatmul; run npm run build:native)` };
+    if (typeof addon.sparseDot !== "function")
+      return { error: `native addon ${file} is out of date (no sparseDot; run npm run build:native)` };
     return { backend: wrap(addon) };
   } catch (e) {
     const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);

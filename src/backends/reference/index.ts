@@ -9,6 +9,7 @@ import { matmul } from "./matmul.js";
 import { copy, floatToHalf, halfToFloat } from "./memory.js";
 import { argReduce, logSoftmax, reduce, rmsnorm, rope, softmax } from "./reduce.js";
 import { sparseMatmul, thresholdCount, thresholdSelect } from "./sparse.js";
+import { adamUpdate, kthLargest, sparseDot } from "./training.js";
 
 export const referenceBackend: Backend = {
   name: "reference",
@@ -33,4 +34,7 @@ export const referenceBackend: Backend = {
   sparseMatmul,
   thresholdCount,
   thresholdSelect,
+  sparseDot,
+  kthLargest,
+  adamUpdate,
 };
