@@ -21,6 +21,7 @@ export {
 export { fetchPackage } from "./data/fetch.js";
 export type { CorpusDocument, CorpusSource, PackageRef } from "./data/source.js";
 export { SOURCES as CORPUS_SOURCES } from "./data/sources/index.js";
+export * from "./dictionaries/index.js";
 export { NpzFile, readNpz } from "./io/npz.js";
 export { SafetensorsFile, type TensorCollection, type TensorInfo } from "./io/safetensors.js";
 export {

@@ -1,8 +1,8 @@
 /** Sparse dictionaries: the public API. */
-export { type BatchTopKActivation, batchTopK } from "./activations/batchtopk.js";
-export { jumpRelu } from "./activations/jumprelu.js";
-export { relu } from "./activations/relu.js";
-export { topK } from "./activations/topk.js";
+export { type BatchTopKActivation, batchTopK as batchTopKActivation } from "./activations/batchtopk.js";
+export { jumpRelu as jumpReluActivation } from "./activations/jumprelu.js";
+export { relu as reluActivation } from "./activations/relu.js";
+export { topK as topKActivation } from "./activations/topk.js";
 export { type CltLayerParams, type CltLayout, CrossLayerTranscoder } from "./architectures/clt.js";
 export { Sae } from "./architectures/sae.js";
 export { SkipTranscoder } from "./architectures/skip-transcoder.js";
