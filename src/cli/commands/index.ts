@@ -1,11 +1,21 @@
 /** Registers every subcommand. Add a command by writing `commands/<name>.ts` and listing it here. */
 import type { Command } from "commander";
+import { registerActivations } from "./activations.js";
 import { registerData } from "./data.js";
 import { registerDict } from "./dict.js";
+import { registerGenerate } from "./generate.js";
+import { registerHarvest } from "./harvest.js";
+import { registerLogits } from "./logits.js";
 import { registerSafetensors } from "./safetensors.js";
+import { registerSites } from "./sites.js";
 
 export function registerCommands(program: Command): void {
   registerData(program);
   registerDict(program);
   registerSafetensors(program);
+  registerGenerate(program);
+  registerLogits(program);
+  registerActivations(program);
+  registerSites(program);
+  registerHarvest(program);
 }
