@@ -4,8 +4,8 @@
  *
  *   sparseMatmul(offsets, indices, values, w, wDtype, out, rows, n, wRows, wRowStride, accumulate)
  *       -> -1, or the position in `indices` of an out-of-range index (nothing written then)
- *   thresholdCount(x, threshold, thresholdStride, counts, rows, cols)
- *   thresholdSelect(x, threshold, thresholdStride, offsets, indices, values, rows, cols)
+ *   thresholdCount(x, bias | null, threshold, thresholdStride, counts, rows, cols)
+ *   thresholdSelect(x, bias | null, threshold, thresholdStride, offsets, indices, values, rows, cols)
  *       -> -1, or a row with more selected entries than offsets leave room for
  *
  * Rows are split across the kernel pool. Decoding a row is one axpy per stored entry
@@ -72,7 +72,7 @@ void gb_sparse_matmul_run(const int32_t *offsets, const int32_t *indices, const 
 }
 
 typedef struct {
-  const float *x, *t;
+  const float *x, *bias, *t;
   int64_t cols, t_stride;
   int32_t *counts;
   const int32_t *offsets;
@@ -81,18 +81,31 @@ typedef struct {
   _Atomic int64_t overflow; /* -1, or some row that had more entries than room */
 } thr_ctx;
 
+#define ROW_BLOCK 4096
+
 static void count_rows(void *vctx, int64_t r0, int64_t r1) {
   thr_ctx *c = vctx;
+  float buf[ROW_BLOCK];
   for (int64_t r = r0; r < r1; r++) {
-    const float *x = c->x + r * c->cols;
     int32_t k = 0;
-    if (c->t_stride) {
+    for (int64_t c0 = 0; c0 < c->cols; c0 += ROW_BLOCK) {
+      const int64_t len = c->cols - c0 < ROW_BLOCK ? c->cols - c0 : ROW_BLOCK;
+      const float *x = c->x + r * c->cols + c0;
+      const float *b = c->bias ? c->bias + c0 : NULL;
+      if (b) {
+#pragma omp simd
+        for (int64_t i = 0; i < len; i++) buf[i] = x[i] + b[i];
+        x = buf;
+      }
+      if (c->t_stride) {
+        const float *t = c->t + c0;
 #pragma omp simd reduction(+ : k)
-      for (int64_t i = 0; i < c->cols; i++) k += (x[i] > c->t[i]) & (x[i] > 0.0f);
-    } else {
-      const float t = c->t[0];
+        for (int64_t i = 0; i < len; i++) k += (x[i] > t[i]) & (x[i] > 0.0f);
+      } else {
+        const float t = c->t[0];
 #pragma omp simd reduction(+ : k)
-      for (int64_t i = 0; i < c->cols; i++) k += (x[i] > t) & (x[i] > 0.0f);
+        for (int64_t i = 0; i < len; i++) k += (x[i] > t) & (x[i] > 0.0f);
+      }
     }
     c->counts[r] = k;
   }
@@ -104,7 +117,7 @@ static void select_rows(void *vctx, int64_t r0, int64_t r1) {
     const float *x = c->x + r * c->cols;
     int64_t j = c->offsets[r], end = c->offsets[r + 1];
     for (int64_t i = 0; i < c->cols; i++) {
-      const float v = x[i];
+      const float v = c->bias ? x[i] + c->bias[i] : x[i];
       const float t = c->t[i * c->t_stride];
       if (!(v > t && v > 0.0f)) continue;
       if (j >= end) {
@@ -174,6 +187,12 @@ static int64_t size(args_t *a, size_t i) {
   return (int64_t)v;
 }
 
+static int is_null(args_t *a, size_t i) {
+  napi_valuetype t = napi_undefined;
+  if (a->ok) napi_typeof(a->env, a->argv[i], &t);
+  return t == napi_null || t == napi_undefined;
+}
+
 static int flag(args_t *a, size_t i) {
   bool b = false;
   if (a->ok && napi_get_value_bool(a->env, a->argv[i], &b) != napi_ok) fail(a, "native sparse kernel: expected a boolean", 0);
@@ -225,13 +244,14 @@ static napi_value js_sparse_matmul(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_threshold_count(napi_env env, napi_callback_info info) {
-  args_t a = get_args(env, info, 6);
-  int64_t t_stride = size(&a, 2), rows = size(&a, 4), cols = size(&a, 5);
+  args_t a = get_args(env, info, 7);
+  int64_t t_stride = size(&a, 3), rows = size(&a, 5), cols = size(&a, 6);
   if (a.ok && t_stride > 1) fail(&a, "native thresholdCount: thresholdStride must be 0 or 1", 1);
   thr_ctx c = {0};
   c.x = arr(&a, 0, napi_float32_array, mul(&a, rows, cols), "x");
-  c.t = arr(&a, 1, napi_float32_array, t_stride ? cols : 1, "threshold");
-  c.counts = arr(&a, 3, napi_int32_array, rows, "counts");
+  c.bias = is_null(&a, 1) ? NULL : arr(&a, 1, napi_float32_array, cols, "bias");
+  c.t = arr(&a, 2, napi_float32_array, t_stride ? cols : 1, "threshold");
+  c.counts = arr(&a, 4, napi_int32_array, rows, "counts");
   if (!a.ok) return NULL;
   c.cols = cols;
   c.t_stride = t_stride;
@@ -240,18 +260,19 @@ static napi_value js_threshold_count(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_threshold_select(napi_env env, napi_callback_info info) {
-  args_t a = get_args(env, info, 8);
-  int64_t t_stride = size(&a, 2), rows = size(&a, 6), cols = size(&a, 7);
+  args_t a = get_args(env, info, 9);
+  int64_t t_stride = size(&a, 3), rows = size(&a, 7), cols = size(&a, 8);
   if (a.ok && t_stride > 1) fail(&a, "native thresholdSelect: thresholdStride must be 0 or 1", 1);
   thr_ctx c = {0};
   c.x = arr(&a, 0, napi_float32_array, mul(&a, rows, cols), "x");
-  c.t = arr(&a, 1, napi_float32_array, t_stride ? cols : 1, "threshold");
-  c.offsets = arr(&a, 3, napi_int32_array, rows + 1, "offsets");
+  c.bias = is_null(&a, 1) ? NULL : arr(&a, 1, napi_float32_array, cols, "bias");
+  c.t = arr(&a, 2, napi_float32_array, t_stride ? cols : 1, "threshold");
+  c.offsets = arr(&a, 4, napi_int32_array, rows + 1, "offsets");
+  c.indices = arr(&a, 5, napi_int32_array, 0, "indices");
+  c.values = arr(&a, 6, napi_float32_array, 0, "values");
   size_t ilen = 0, vlen = 0;
-  if (a.ok) napi_get_typedarray_info(env, a.argv[4], NULL, &ilen, NULL, NULL, NULL);
-  if (a.ok) napi_get_typedarray_info(env, a.argv[5], NULL, &vlen, NULL, NULL, NULL);
-  c.indices = arr(&a, 4, napi_int32_array, 0, "indices");
-  c.values = arr(&a, 5, napi_float32_array, 0, "values");
+  if (a.ok) napi_get_typedarray_info(env, a.argv[5], NULL, &ilen, NULL, NULL, NULL);
+  if (a.ok) napi_get_typedarray_info(env, a.argv[6], NULL, &vlen, NULL, NULL, NULL);
   check_offsets(&a, c.offsets, rows, (int64_t)(ilen < vlen ? ilen : vlen));
   if (!a.ok) return NULL;
   c.cols = cols;

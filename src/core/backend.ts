@@ -130,9 +130,10 @@ export interface SparseMatmulArgs {
 }
 
 /**
- * Threshold selection over x [rows, cols], for `thresholdCount` / `thresholdSelect`: entry (r, c) is
- * selected when x > threshold[c * thresholdStride] and x > 0 (NaN never is). A stride of 0 applies
- * one threshold to every column.
+ * Threshold selection over v = x + bias, x [rows, cols] and bias [cols] (no bias: v = x), for
+ * `thresholdCount` / `thresholdSelect`: entry (r, c) is selected, with value v (the float32 sum), when
+ * v > threshold[c * thresholdStride] and v > 0 (NaN never is). A stride of 0 applies one threshold
+ * to every column.
  */
 export interface ThresholdArgs {
   readonly rows: number;
@@ -276,13 +277,20 @@ export interface Backend {
     args: SparseMatmulArgs,
   ): void;
   /** counts[r] = number of selected entries of row r (`ThresholdArgs`). */
-  thresholdCount(x: Float32Array, threshold: Float32Array, counts: Int32Array, args: ThresholdArgs): void;
+  thresholdCount(
+    x: Float32Array,
+    bias: Float32Array | null,
+    threshold: Float32Array,
+    counts: Int32Array,
+    args: ThresholdArgs,
+  ): void;
   /**
    * Writes the selected entries of each row, in column order, to indices/values from offsets[r]
    * (offsets as made from thresholdCount's counts; offsets[rows] entries in all).
    */
   thresholdSelect(
     x: Float32Array,
+    bias: Float32Array | null,
     threshold: Float32Array,
     offsets: Int32Array,
     indices: Int32Array,

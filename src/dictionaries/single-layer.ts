@@ -115,8 +115,7 @@ export function encodeRows(
   const parts: CsrRows[] = [];
   for (let start = 0; start < rows || parts.length === 0; start += chunk) {
     const count = Math.min(chunk, rows - start);
-    const pre = add(matmul(rowBlock(x, start, count), wEnc), bEnc);
-    parts.push(activation.select(pre));
+    parts.push(activation.select(matmul(rowBlock(x, start, count), wEnc), bEnc));
   }
   return concatRows(parts, width);
 }

@@ -33,8 +33,11 @@ export interface Activation {
   readonly info: ActivationInfo;
   /** The number of features its parameters cover (a JumpReLU's thresholds), or null when any width fits. */
   readonly width: number | null;
-  /** The active features of pre [rows, width] (f32), ascending index within each row. */
-  select(pre: Tensor<"f32">): CsrRows;
+  /**
+   * The active features of pre + bias (pre [rows, width] f32, bias [width] or null), ascending
+   * index within each row.
+   */
+  select(pre: Tensor<"f32">, bias: Tensor<"f32"> | null): CsrRows;
   /**
    * The activation after every feature's pre-activation is multiplied by scale[i] > 0 ([width]; decoder-norm
    * folding), selecting the same features with values scaled by scale[i]; throws `DictionaryError`

@@ -138,28 +138,33 @@ describe("sparse kernels: native against reference", { skip: skipNative }, () =>
     );
   });
 
-  test("thresholdCount/Select: per-column and scalar thresholds, special values, bit for bit", () => {
+  test("thresholdCount/Select: per-column and scalar thresholds, with and without bias, bit for bit", () => {
     for (const [rows, cols, seed] of [
       [1, 1, 1],
       [7, 130, 2],
       [64, 4099, 3],
+      [3, 9000, 4],
     ] as const) {
       const x = uniform(rows * cols, seed, -2, 2);
       const specials = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 0, -0, 1e-40];
       for (let i = 0; i < x.length; i += 11) x[i] = specials[(i / 11) % specials.length];
       const tCols = uniform(cols, seed + 1, -0.5, 1);
       tCols[0] = Number.NaN;
-      for (const [t, thresholdStride] of [
-        [tCols, 1],
-        [Float32Array.of(0.25), 0],
-        [Float32Array.of(-3), 0],
-        [Float32Array.of(Number.NaN), 0],
+      const biasCols = uniform(cols, seed + 2, -0.7, 0.7);
+      biasCols[cols - 1] = Number.POSITIVE_INFINITY;
+      for (const [t, thresholdStride, bias] of [
+        [tCols, 1, null],
+        [Float32Array.of(0.25), 0, null],
+        [Float32Array.of(-3), 0, null],
+        [Float32Array.of(Number.NaN), 0, null],
+        [tCols, 1, biasCols],
+        [Float32Array.of(0.25), 0, biasCols],
       ] as const) {
         const args: ThresholdArgs = { rows, cols, thresholdStride };
         const cR = new Int32Array(rows);
         const cN = new Int32Array(rows);
-        R.thresholdCount(x, t, cR, args);
-        N.thresholdCount(x, t, cN, args);
+        R.thresholdCount(x, bias, t, cR, args);
+        N.thresholdCount(x, bias, t, cN, args);
         assert.deepEqual(cN, cR);
         const off = new Int32Array(rows + 1);
         for (let r = 0; r < rows; r++) off[r + 1] = off[r] + cR[r];
@@ -170,8 +175,8 @@ describe("sparse kernels: native against reference", { skip: skipNative }, () =>
           new Int32Array(nnz),
           new Float32Array(nnz),
         ];
-        R.thresholdSelect(x, t, off, iR, vR, args);
-        N.thresholdSelect(x, t, off, iN, vN, args);
+        R.thresholdSelect(x, bias, t, off, iR, vR, args);
+        N.thresholdSelect(x, bias, t, off, iN, vN, args);
         assert.deepEqual(iN, iR);
         assert.deepEqual(vN, vR);
       }
@@ -184,7 +189,8 @@ describe("sparse kernels: native against reference", { skip: skipNative }, () =>
     const off = Int32Array.of(0, 1, 2);
     for (const B of [R, N]) {
       assert.throws(
-        () => B.thresholdSelect(x, Float32Array.of(0), off, new Int32Array(2), new Float32Array(2), args),
+        () =>
+          B.thresholdSelect(x, null, Float32Array.of(0), off, new Int32Array(2), new Float32Array(2), args),
         TensorError,
       );
     }
@@ -198,20 +204,31 @@ for (const B of availableBackends()) {
       const cols = 37;
       const x = uniform(rows * cols, 21, -1, 1);
       const th = uniform(cols, 22, -0.3, 0.6);
-      for (const threshold of [tensor(B, th), 0.2]) {
-        const s = thresholdSparse(fromStorage(B, "f32", [3, 3, cols], x), threshold);
+      const bias = uniform(cols, 23, -0.5, 0.5);
+      for (const [threshold, b] of [
+        [tensor(B, th), null],
+        [0.2, null],
+        [tensor(B, th), bias],
+      ] as const) {
+        const s = thresholdSparse(
+          fromStorage(B, "f32", [3, 3, cols], x),
+          threshold,
+          b ? { bias: tensor(B, b) } : {},
+        );
         assert.equal(s.rows, rows);
         assert.equal(s.cols, cols);
         for (let r = 0; r < rows; r++) {
           const want: number[] = [];
           for (let c = 0; c < cols; c++) {
             const t = typeof threshold === "number" ? threshold : th[c];
-            if (x[r * cols + c] > t && x[r * cols + c] > 0) want.push(c);
+            const v = Math.fround(x[r * cols + c] + (b ? b[c] : 0));
+            if (v > t && v > 0) want.push(c);
           }
           const got = Array.from(s.indices.subarray(s.offsets[r], s.offsets[r + 1]));
           assert.deepEqual(got, want, `row ${r}`);
-          for (let j = s.offsets[r]; j < s.offsets[r + 1]; j++)
-            assert.equal(s.values[j], x[r * cols + s.indices[j]]);
+          for (let j = s.offsets[r]; j < s.offsets[r + 1]; j++) {
+            assert.equal(s.values[j], Math.fround(x[r * cols + s.indices[j]] + (b ? b[s.indices[j]] : 0)));
+          }
         }
       }
     });

@@ -25,6 +25,7 @@ export interface SparseAddon {
   ): number;
   thresholdCount(
     x: Float32Array,
+    bias: Float32Array | null,
     threshold: Float32Array,
     thresholdStride: number,
     counts: Int32Array,
@@ -34,6 +35,7 @@ export interface SparseAddon {
   /** Returns -1, or a row with more selected entries than `offsets` leaves room for. */
   thresholdSelect(
     x: Float32Array,
+    bias: Float32Array | null,
     threshold: Float32Array,
     thresholdStride: number,
     offsets: Int32Array,
@@ -64,11 +66,12 @@ export function wrapSparse(addon: SparseAddon): SparseKernels {
       );
       if (bad >= 0) throw new TensorError(`index ${indices[bad]} out of range [0, ${g.wRows})`);
     },
-    thresholdCount: (x, threshold, counts, g) =>
-      addon.thresholdCount(x, threshold, g.thresholdStride, counts, g.rows, g.cols),
-    thresholdSelect: (x, threshold, offsets, indices, values, g) => {
+    thresholdCount: (x, bias, threshold, counts, g) =>
+      addon.thresholdCount(x, bias, threshold, g.thresholdStride, counts, g.rows, g.cols),
+    thresholdSelect: (x, bias, threshold, offsets, indices, values, g) => {
       const row = addon.thresholdSelect(
         x,
+        bias,
         threshold,
         g.thresholdStride,
         offsets,

@@ -35,8 +35,14 @@ function selected(v: number, t: number): boolean {
   return v > t && v > 0;
 }
 
+/** x + bias rounded to float32, as the native kernel computes it. */
+function biased(x: Float32Array, bias: Float32Array | null, i: number, c: number): number {
+  return bias === null ? x[i] : Math.fround(x[i] + bias[c]);
+}
+
 export function thresholdCount(
   x: Float32Array,
+  bias: Float32Array | null,
   threshold: Float32Array,
   counts: Int32Array,
   args: ThresholdArgs,
@@ -44,13 +50,15 @@ export function thresholdCount(
   const { rows, cols, thresholdStride } = args;
   for (let r = 0; r < rows; r++) {
     let k = 0;
-    for (let c = 0; c < cols; c++) if (selected(x[r * cols + c], threshold[c * thresholdStride])) k++;
+    for (let c = 0; c < cols; c++)
+      if (selected(biased(x, bias, r * cols + c, c), threshold[c * thresholdStride])) k++;
     counts[r] = k;
   }
 }
 
 export function thresholdSelect(
   x: Float32Array,
+  bias: Float32Array | null,
   threshold: Float32Array,
   offsets: Int32Array,
   indices: Int32Array,
@@ -61,7 +69,7 @@ export function thresholdSelect(
   for (let r = 0; r < rows; r++) {
     let j = offsets[r];
     for (let c = 0; c < cols; c++) {
-      const v = x[r * cols + c];
+      const v = biased(x, bias, r * cols + c, c);
       if (!selected(v, threshold[c * thresholdStride])) continue;
       if (j >= offsets[r + 1])
         throw new TensorError(`thresholdSelect: row ${r} has more entries than counted`);

@@ -65,6 +65,7 @@ export {
   checkCsr,
   type SparseMatmulOptions,
   sparseMatmul,
+  type ThresholdOptions,
   thresholdSparse,
 } from "./sparse.js";
 export type { Operand } from "./util.js";

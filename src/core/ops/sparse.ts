@@ -101,16 +101,34 @@ export function sparseMatmul(a: CsrRows, w: Tensor, options: SparseMatmulOptions
   return out;
 }
 
+export interface ThresholdOptions {
+  /** [cols] f32 added to every row first (v = x + bias, rounded to f32, as `add` would). */
+  readonly bias?: Tensor;
+}
+
 /**
- * The entries of x [..., cols] (f32) with x > threshold and x > 0, as sparse rows over x's leading
- * dims flattened. `threshold` is [cols] (one per column) or a number (the same for every column).
+ * The entries v of x [..., cols] (f32; plus `bias` when given) with v > threshold and v > 0, as
+ * sparse rows over x's leading dims flattened. `threshold` is [cols] (one per column) or a number
+ * (the same for every column).
  */
-export function thresholdSparse(x: Tensor, threshold: Tensor | number): CsrRows {
+export function thresholdSparse(
+  x: Tensor,
+  threshold: Tensor | number,
+  options: ThresholdOptions = {},
+): CsrRows {
   const op = "thresholdSparse";
   if (x.rank < 1) fail(op, "x needs at least one dim");
   const xs = f32Data(op, x, "x");
   const cols = x.shape[x.rank - 1];
   const rows = cols === 0 ? 0 : x.size / cols;
+  let bias: Float32Array | null = null;
+  if (options.bias !== undefined) {
+    backendOf(op, x, options.bias);
+    if (options.bias.rank !== 1 || options.bias.shape[0] !== cols) {
+      fail(op, `bias must be [${cols}], got ${formatShape(options.bias.shape)}`);
+    }
+    bias = f32Data(op, options.bias, "bias");
+  }
   let t: Float32Array;
   let thresholdStride: 0 | 1;
   if (typeof threshold === "number") {
@@ -126,12 +144,12 @@ export function thresholdSparse(x: Tensor, threshold: Tensor | number): CsrRows 
   }
   const args = { rows, cols, thresholdStride };
   const counts = new Int32Array(rows);
-  x.backend.thresholdCount(xs, t, counts, args);
+  x.backend.thresholdCount(xs, bias, t, counts, args);
   const offsets = new Int32Array(rows + 1);
   for (let r = 0; r < rows; r++) offsets[r + 1] = offsets[r] + counts[r];
   const nnz = offsets[rows];
   const indices = new Int32Array(nnz);
   const values = new Float32Array(nnz);
-  x.backend.thresholdSelect(xs, t, offsets, indices, values, args);
+  x.backend.thresholdSelect(xs, bias, t, offsets, indices, values, args);
   return { rows, cols, offsets, indices, values };
 }

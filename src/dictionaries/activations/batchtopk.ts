@@ -27,7 +27,7 @@ export function batchTopK(k: number, threshold: number): BatchTopKActivation {
   return {
     info: { kind: "batchtopk", k, threshold },
     width: null,
-    select: (pre) => thresholdSparse(pre, threshold),
+    select: (pre, bias) => thresholdSparse(pre, threshold, bias ? { bias } : {}),
     selectBatch: (pre) => {
       const [rows, width] = pre.shape;
       const keep = Math.min(k * rows, rows * width);

@@ -14,7 +14,7 @@ export function jumpRelu(threshold: Tensor<"f32">): Activation {
   return {
     info: { kind: "jumprelu" },
     width: threshold.size,
-    select: (pre) => thresholdSparse(pre, threshold),
+    select: (pre, bias) => thresholdSparse(pre, threshold, bias ? { bias } : {}),
     fold: (scale) => {
       const s = scale.data;
       return jumpRelu(

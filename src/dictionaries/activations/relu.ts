@@ -6,7 +6,7 @@ import type { Activation } from "../types.js";
 export const relu: Activation = {
   info: { kind: "relu" },
   width: null,
-  select: (pre) => thresholdSparse(pre, 0),
+  select: (pre, bias) => thresholdSparse(pre, 0, bias ? { bias } : {}),
   fold: () => relu,
   // A JumpReLU with zero thresholds is the same function, and the form Gemma Scope 2 readers know.
   gemmaScope2: (backend, width) => ({

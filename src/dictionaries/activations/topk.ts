@@ -4,6 +4,7 @@
  * index. Not invariant under decoder-norm folding: scaling features changes each token's ranking.
  */
 import { DictionaryError } from "../../core/errors.js";
+import { add } from "../../core/ops/elementwise.js";
 import { topk as topkOp } from "../../core/ops/indexing.js";
 import type { CsrRows } from "../../core/ops/sparse.js";
 import type { Activation } from "../types.js";
@@ -13,7 +14,8 @@ export function topK(k: number): Activation {
   const act: Activation = {
     info: { kind: "topk", k },
     width: null,
-    select: (pre): CsrRows => {
+    select: (x, bias): CsrRows => {
+      const pre = bias ? add(x, bias) : x;
       const [rows, width] = pre.shape;
       const kk = Math.min(k, width);
       const { values, indices } = topkOp(pre, kk);
