@@ -22,6 +22,15 @@ export { fetchPackage } from "./data/fetch.js";
 export type { CorpusDocument, CorpusSource, PackageRef } from "./data/source.js";
 export { SOURCES as CORPUS_SOURCES } from "./data/sources/index.js";
 export * from "./dictionaries/index.js";
+export {
+  type ChatEncoding,
+  type ChatMessage,
+  type ChatRole,
+  ChatTemplate,
+  type ContentSpan,
+  contentMask,
+  type RenderOptions,
+} from "./io/chat.js";
 export { NpzFile, readNpz } from "./io/npz.js";
 export { SafetensorsFile, type TensorCollection, type TensorInfo } from "./io/safetensors.js";
 export {
@@ -48,4 +57,16 @@ export {
   writeSafetensorsSync,
 } from "./io/safetensors-write.js";
 export { rawToTensor, tensorToWrite } from "./io/to-tensor.js";
+export {
+  type BatchEncodeOptions,
+  type DecodeOptions as TokenizerDecodeOptions,
+  type EncodedBatch,
+  type EncodedText,
+  type EncodeOptions as TokenizerEncodeOptions,
+  type PaddingSide,
+  type SpecialTokenIds,
+  Tokenizer,
+  type TokenizerConfig,
+  type TokenSpan,
+} from "./io/tokenizer.js";
 export * from "./model/gemma3/index.js";
