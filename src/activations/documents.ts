@@ -12,8 +12,9 @@ import { createReadStream, statSync } from "node:fs";
 import { basename } from "node:path";
 import { createInterface } from "node:readline";
 import { DataError } from "../core/errors.js";
-import type { ChatMessage } from "../io/chat.js";
+import { type ChatMessage, type ChatTemplate, contentMask } from "../io/chat.js";
 import { ioMessage } from "../io/positioned-read.js";
+import type { Tokenizer } from "../io/tokenizer.js";
 
 export type InputFormat = "text" | "jsonl" | "chat";
 
@@ -135,5 +136,25 @@ export async function* readDocuments(file: DatasetFile): AsyncGenerator<RawDocum
     if (typeof text !== "string")
       throw new DataError(`no string field ${JSON.stringify(file.textField)}`, where);
     if (text.trim() !== "") yield { text };
+  }
+}
+
+/**
+ * Tokenizes documents: text with BOS in front (keep: null); conversations rendered with `chat`'s
+ * template (which writes the BOS), keep = 1 on message content tokens only.
+ */
+export async function* tokenizeDocuments(
+  docs: AsyncIterable<RawDocument>,
+  tokenizer: Tokenizer,
+  chat: ChatTemplate | null,
+): AsyncGenerator<TokenDocument> {
+  for await (const d of docs) {
+    if ("text" in d) {
+      yield { ids: Int32Array.from(tokenizer.encode(d.text, { addBos: true })), keep: null };
+      continue;
+    }
+    if (chat === null) throw new DataError("conversations need a chat template (the model has none)");
+    const enc = chat.encode(tokenizer, d.messages);
+    yield { ids: Int32Array.from(enc.ids), keep: Uint8Array.from(contentMask(enc), (b) => (b ? 1 : 0)) };
   }
 }

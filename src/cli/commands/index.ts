@@ -4,6 +4,7 @@ import { registerActivations } from "./activations.js";
 import { registerData } from "./data.js";
 import { registerDict } from "./dict.js";
 import { registerGenerate } from "./generate.js";
+import { registerHarvest } from "./harvest.js";
 import { registerLogits } from "./logits.js";
 import { registerSafetensors } from "./safetensors.js";
 import { registerSites } from "./sites.js";
@@ -16,4 +17,5 @@ export function registerCommands(program: Command): void {
   registerLogits(program);
   registerActivations(program);
   registerSites(program);
+  registerHarvest(program);
 }
