@@ -1,0 +1,284 @@
+/**
+ * Benchmark: Gemma 3 forward and generation throughput, glassbox against PyTorch + transformers.
+ *
+ * A random-weight checkpoint with gemma-3-270m's exact config (bench/forward-model.ts) is written
+ * once per dtype under .cache/bench/, and both implementations load that same directory. Each
+ * implementation runs in its own child process (so peak RSS is its own), `--rounds` times,
+ * alternating glassbox and PyTorch so machine load hits both alike; the best time per point is
+ * reported (the machine is shared), with the median in --json. PyTorch runs
+ * reference/bench_forward.py with the same token ids and thread count when reference/.venv exists.
+ * A trained models/tiny-gemma3 is measured too when present.
+ *
+ *   npm run build && node dist/bench/forward.js [--rounds 2] [--reps 2] [--dtypes f32,bf16]
+ *     [--points 128x1,128x8,1024x1] [--gen-prompt 16] [--gen-new 32] [--threads 2] [--no-torch] [--json]
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { availableBackends } from "../src/backends/index.js";
+import { generate } from "../src/model/gemma3/generate.js";
+import { loadGemma3 } from "../src/model/gemma3/model.js";
+import { randomGemma3_270m } from "./forward-model.js";
+
+const here = fileURLToPath(new URL(".", import.meta.url));
+const compiled = import.meta.url.endsWith(".js");
+const repoRoot = compiled ? join(here, "..", "..") : join(here, "..");
+const PYTHON = join(repoRoot, "reference", ".venv", "bin", "python");
+
+interface Args {
+  rounds: number;
+  reps: number;
+  dtypes: ("f32" | "bf16")[];
+  points: string;
+  genPrompt: number;
+  genNew: number;
+  threads: number;
+  torch: boolean;
+  json: boolean;
+  child: string | null;
+  modelDir: string | null;
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  const get = (name: string, fallback: string) => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 && i + 1 < argv.length ? argv[i + 1] : fallback;
+  };
+  return {
+    rounds: Number(get("rounds", "2")),
+    reps: Number(get("reps", "2")),
+    dtypes: get("dtypes", "f32,bf16").split(",") as ("f32" | "bf16")[],
+    points: get("points", "128x1,128x8,1024x1"),
+    genPrompt: Number(get("gen-prompt", "16")),
+    genNew: Number(get("gen-new", "32")),
+    threads: Number(get("threads", "2")),
+    torch: !argv.includes("--no-torch"),
+    json: argv.includes("--json"),
+    child: argv.includes("--child") ? get("child", "") : null,
+    modelDir: argv.includes("--model-dir") ? get("model-dir", "") : null,
+  };
+}
+
+/** Token ids shared with reference/bench_forward.py. */
+function idsFor(batch: number, seq: number, vocab: number): number[][] {
+  return Array.from({ length: batch }, (_, r) =>
+    Array.from({ length: seq }, (_, i) => (i * 7919 + r * 104729) % vocab),
+  );
+}
+
+interface PointResult {
+  seq: number;
+  batch: number;
+  seconds: number[];
+  logit0: number;
+}
+
+interface RunResult {
+  impl: string;
+  dtype: string;
+  load_seconds: number;
+  rss_loaded: number;
+  rss_peak: number;
+  forward: PointResult[];
+  generate: { prompt: number; new_tokens: number; seconds: number[]; tokens: number[] } | null;
+}
+
+/** Child mode: load the checkpoint on the native backend, time every point, print JSON. */
+function runGlassbox(args: Args, dir: string): RunResult {
+  const backend = availableBackends().find((b) => b.name === "native") ?? availableBackends()[0];
+  const t0 = performance.now();
+  const model = loadGemma3(dir, backend);
+  const loadSeconds = (performance.now() - t0) / 1000;
+  const rssLoaded = process.resourceUsage().maxRSS * 1024;
+  const vocab = model.config.vocab;
+  const forward: PointResult[] = [];
+  for (const point of args.points.split(",")) {
+    const [seq, batch] = point.split("x").map(Number);
+    const ids = idsFor(batch, seq, vocab);
+    model.forward(ids);
+    const seconds: number[] = [];
+    let logit0 = 0;
+    for (let r = 0; r < args.reps; r++) {
+      const t = performance.now();
+      const out = model.forward(ids);
+      seconds.push((performance.now() - t) / 1000);
+      logit0 = out.logits.data[0];
+    }
+    forward.push({ seq, batch, seconds, logit0 });
+  }
+  let gen: RunResult["generate"] = null;
+  if (args.genNew > 0) {
+    const prompt = idsFor(1, args.genPrompt, vocab)[0];
+    generate(model, prompt, { maxNewTokens: 2, stopTokens: [] });
+    const seconds: number[] = [];
+    let tokens: number[] = [];
+    for (let r = 0; r < args.reps; r++) {
+      const t = performance.now();
+      tokens = generate(model, prompt, { maxNewTokens: args.genNew, stopTokens: [] }).tokens[0];
+      seconds.push((performance.now() - t) / 1000);
+    }
+    gen = { prompt: args.genPrompt, new_tokens: args.genNew, seconds, tokens };
+  }
+  return {
+    impl: `glassbox-${backend.name}`,
+    dtype: model.dtype,
+    load_seconds: loadSeconds,
+    rss_loaded: rssLoaded,
+    rss_peak: process.resourceUsage().maxRSS * 1024,
+    forward,
+    generate: gen,
+  };
+}
+
+function childArgs(args: Args, dtype: string): string[] {
+  return [
+    "--points",
+    args.points,
+    "--reps",
+    String(args.reps),
+    "--gen-prompt",
+    String(args.genPrompt),
+    "--gen-new",
+    String(args.genNew),
+    "--dtype",
+    dtype,
+  ];
+}
+
+function spawnJson(cmd: string, argv: string[], env: NodeJS.ProcessEnv): RunResult {
+  const r = spawnSync(cmd, argv, { cwd: repoRoot, encoding: "utf8", env, maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(" ")} failed:\n${r.stderr}`);
+  const line = r.stdout.trim().split("\n").at(-1) ?? "";
+  return JSON.parse(line) as RunResult;
+}
+
+const min = (xs: number[]) => Math.min(...xs);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const mib = (b: number) => (b / 2 ** 20).toFixed(0);
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.child !== null) {
+    process.stdout.write(`${JSON.stringify(runGlassbox(args, args.modelDir ?? ""))}\n`);
+    return;
+  }
+  const torch = args.torch && existsSync(PYTHON);
+  const env = {
+    ...process.env,
+    OPENBLAS_NUM_THREADS: String(args.threads),
+    OMP_NUM_THREADS: String(args.threads),
+    GLASSBOX_THREADS: String(args.threads),
+  };
+  const models: { name: string; dir: string; dtype: string }[] = [];
+  for (const dtype of args.dtypes) {
+    models.push({
+      name: "gemma-3-270m (random)",
+      dir: await randomGemma3_270m(join(repoRoot, ".cache", "bench"), dtype),
+      dtype,
+    });
+  }
+  const tiny = join(repoRoot, "models", "tiny-gemma3");
+  if (existsSync(join(tiny, "config.json")) && existsSync(join(tiny, "model.safetensors"))) {
+    const dtype = loadTinyDtype(tiny);
+    models.push({ name: "tiny-gemma3", dir: tiny, dtype });
+  }
+  const script = compiled ? join(here, "forward.js") : join(here, "forward.ts");
+  const nodeArgs = compiled ? [script] : ["--import", "tsx", script];
+  const report: Record<string, unknown>[] = [];
+  for (const m of models) {
+    const runs: { glassbox: RunResult[]; pytorch: RunResult[] } = { glassbox: [], pytorch: [] };
+    for (let round = 0; round < args.rounds; round++) {
+      runs.glassbox.push(
+        spawnJson(
+          process.execPath,
+          [...nodeArgs, "--child", "ts", "--model-dir", m.dir, ...childArgs(args, m.dtype)],
+          env,
+        ),
+      );
+      if (torch) {
+        runs.pytorch.push(
+          spawnJson(
+            PYTHON,
+            [
+              join(repoRoot, "reference", "bench_forward.py"),
+              "--model-dir",
+              m.dir,
+              "--threads",
+              String(args.threads),
+              ...childArgs(args, m.dtype),
+            ],
+            env,
+          ),
+        );
+      }
+    }
+    const checkpointBytes = statSync(join(m.dir, "model.safetensors")).size;
+    report.push({ model: m.name, dtype: m.dtype, checkpointBytes, runs });
+    if (!args.json) printModel(m.name, m.dtype, checkpointBytes, runs);
+  }
+  if (args.json)
+    process.stdout.write(
+      `${JSON.stringify({ date: new Date().toISOString(), threads: args.threads, report }, null, 1)}\n`,
+    );
+}
+
+function loadTinyDtype(dir: string): string {
+  const c = spawnSync(
+    process.execPath,
+    [
+      "-e",
+      `console.log(JSON.parse(require("fs").readFileSync(${JSON.stringify(join(dir, "config.json"))}, "utf8")).torch_dtype ?? "float32")`,
+    ],
+    { encoding: "utf8" },
+  );
+  return c.stdout.trim() === "bfloat16" ? "bf16" : "f32";
+}
+
+function printModel(
+  name: string,
+  dtype: string,
+  checkpointBytes: number,
+  runs: { glassbox: RunResult[]; pytorch: RunResult[] },
+): void {
+  console.log(`\n${name}, ${dtype} weights (checkpoint ${mib(checkpointBytes)} MiB)`);
+  console.log("| point | glassbox tok/s | PyTorch tok/s | ratio |");
+  console.log("|---|---|---|---|");
+  const points = runs.glassbox[0].forward;
+  points.forEach((p, i) => {
+    const tokens = p.seq * p.batch;
+    const g = min(runs.glassbox.flatMap((r) => r.forward[i].seconds));
+    const t = runs.pytorch.length ? min(runs.pytorch.flatMap((r) => r.forward[i].seconds)) : Number.NaN;
+    console.log(
+      `| forward seq ${p.seq} x batch ${p.batch} | ${(tokens / g).toFixed(1)} | ${(tokens / t).toFixed(1)} | ${(t / g).toFixed(2)} |`,
+    );
+  });
+  const gen = runs.glassbox[0].generate;
+  if (gen) {
+    const g = min(runs.glassbox.flatMap((r) => r.generate?.seconds ?? []));
+    const t = runs.pytorch.length ? min(runs.pytorch.flatMap((r) => r.generate?.seconds ?? [])) : Number.NaN;
+    console.log(
+      `| generate ${gen.new_tokens} tokens (prompt ${gen.prompt}, batch 1) | ${(gen.new_tokens / g).toFixed(1)} | ${(gen.new_tokens / t).toFixed(1)} | ${(t / g).toFixed(2)} |`,
+    );
+  }
+  const rss = (rs: RunResult[]) =>
+    rs.length ? `${mib(min(rs.map((r) => r.rss_loaded)))} / ${mib(min(rs.map((r) => r.rss_peak)))}` : "-";
+  console.log(
+    `peak RSS MiB (after load / at end): glassbox ${rss(runs.glassbox)}, PyTorch ${rss(runs.pytorch)}`,
+  );
+  const same =
+    runs.pytorch.length && runs.glassbox[0].generate && runs.pytorch[0].generate
+      ? JSON.stringify(runs.glassbox[0].generate.tokens) === JSON.stringify(runs.pytorch[0].generate.tokens)
+      : null;
+  console.log(
+    `logit[0,0,0]: glassbox ${points[0].logit0.toFixed(5)}, PyTorch ${runs.pytorch[0]?.forward[0].logit0.toFixed(5) ?? "-"}; greedy tokens identical: ${same}`,
+  );
+  console.log(
+    `median forward seconds, glassbox: ${points.map((_, i) => median(runs.glassbox.flatMap((r) => r.forward[i].seconds)).toFixed(2)).join(", ")}`,
+  );
+}
+
+await main();
