@@ -460,3 +460,34 @@ test("errors: one line, exit 1", () => {
   );
   assert.ok(!existsSync(join(dir, "x.safetensors")));
 });
+
+const TRAINED = ["tiny-gemma3", "tiny-gemma3-it"].map((m) => fixture("..", "..", "models", m));
+for (const model of TRAINED) {
+  const ready =
+    ["config.json", "tokenizer.json"].every((f) => existsSync(join(model, f))) &&
+    ["model.safetensors", "model.safetensors.index.json"].some((f) => existsSync(join(model, f)));
+  test(`trained model ${model.split("/").pop()}: its own tokenizer, chat generation`, {
+    skip: ready ? false : `${model} is not trained yet (see reference/train_tiny_gemma3*.py)`,
+  }, () => {
+    const tok = Tokenizer.fromDir(model);
+    const r = json<GenerateJson>([
+      "generate",
+      "--model",
+      model,
+      "--chat",
+      "--max-tokens",
+      "24",
+      "What is a cat?",
+    ]);
+    assert.deepEqual(r.prompt_ids.slice(0, 2), [tok.special.bos, tok.special.startOfTurn]);
+    assert.equal(r.prompt_ids.filter((id) => id === tok.special.bos).length, 1);
+    const last = r.generated_ids[r.generated_ids.length - 1];
+    if (r.finish_reason === "stop") assert.ok([tok.special.endOfTurn, tok.special.eos, 1].includes(last));
+    assert.equal(
+      ok(["generate", "--model", model, "--chat", "--max-tokens", "24", "What is a cat?"]),
+      `${r.text}\n`,
+    );
+    const l = json<LogitsJson>(["logits", "--model", model, "--top", "3", "The cat sat on the"]);
+    assert.deepEqual(l.tokens, tok.tokenStrings(tok.encode("The cat sat on the")));
+  });
+}
