@@ -221,15 +221,17 @@ function attentionBias(
 ): Tensor<"f32"> {
   const { start, length } = keys;
   const out = new Float32Array(b.batch * b.seq * length);
+  const keyOk = new Uint8Array(length);
   for (let r = 0; r < b.batch; r++) {
+    for (let j = 0; j < length; j++) keyOk[j] = valid(r, start + j) ? 1 : 0;
     for (let i = 0; i < b.seq; i++) {
       const q = offset + i;
-      const base = (r * b.seq + i) * length;
-      for (let j = 0; j < length; j++) {
-        const k = start + j;
-        const ok = k <= q && (window === null || k > q - window) && valid(r, k);
-        if (!ok) out[base + j] = MASKED;
-      }
+      // Keys lo <= k <= hi are inside the causal (and sliding) range of query q.
+      const lo = window === null ? 0 : Math.max(0, q - window + 1 - start);
+      const hi = Math.min(length - 1, q - start);
+      const row = out.subarray((r * b.seq + i) * length, (r * b.seq + i + 1) * length);
+      row.fill(MASKED);
+      for (let j = lo; j <= hi; j++) if (keyOk[j] === 1) row[j] = 0;
     }
   }
   return fromStorage(backend, "f32", [b.batch, 1, 1, b.seq, length], out);
@@ -250,6 +252,8 @@ interface Pass {
   readonly positions: Int32Array;
   readonly cache: KVCache | undefined;
   readonly valid: (row: number, index: number) => boolean;
+  /** Attention biases already built in this call, by key range and window. */
+  readonly biases: Map<string, Tensor<"f32">>;
 }
 
 function hook(pass: Pass, site: Site, x: Tensor<"f32">, seqIndex = pass.seqIndex): Tensor<"f32"> {
@@ -385,6 +389,7 @@ export function forward(
     positions,
     cache,
     valid,
+    biases: new Map(),
   };
 
   const idTensor = fromStorage(backend, "i32", [b.batch, b.seq], b.ids);
