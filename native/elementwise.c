@@ -302,9 +302,52 @@ static void copy_range(void *vctx, int64_t b, int64_t e) {
   for_segments(c->l, 2, base, b, e, copy_segment, vctx);
 }
 
+/* A transpose of the last two dims ([.., a, b] -> [.., b, a], e.g. materialising K^T): the source's
+ * unit stride is on dim nd-2 and the destination's on dim nd-1. Copying TILE x TILE blocks keeps
+ * both sides' cache lines in L1 instead of touching a new source line for every element. */
+#define TILE 32
+
+typedef struct {
+  const float *src;
+  float *dst;
+  const gb_layout *l;
+  int64_t ti, tj;
+} tile_ctx;
+
+static void tile_range(void *vctx, int64_t b, int64_t e) {
+  const tile_ctx *c = vctx;
+  const gb_layout *l = c->l;
+  int nd = l->ndim;
+  int64_t rows = l->shape[nd - 2], cols = l->shape[nd - 1];
+  int64_t dr = l->strides[0][nd - 2], sc = l->strides[1][nd - 1];
+  for (int64_t t = b; t < e; t++) {
+    int64_t o = t / (c->ti * c->tj), rest = t % (c->ti * c->tj);
+    int64_t i0 = (rest / c->tj) * TILE, j0 = (rest % c->tj) * TILE;
+    int64_t od = 0, os = 0;
+    for (int d = nd - 3; d >= 0; d--) {
+      int64_t id = o % l->shape[d];
+      o /= l->shape[d];
+      od += id * l->strides[0][d];
+      os += id * l->strides[1][d];
+    }
+    int64_t i1 = i0 + TILE < rows ? i0 + TILE : rows, j1 = j0 + TILE < cols ? j0 + TILE : cols;
+    float *dst = c->dst + od;
+    const float *src = c->src + os;
+    for (int64_t i = i0; i < i1; i++)
+      for (int64_t j = j0; j < j1; j++) dst[i * dr + j] = src[i + j * sc];
+  }
+}
+
 void gb_copy_run(const float *src, float *dst, const gb_layout *l) {
   int64_t total = 1;
   for (int d = 0; d < l->ndim; d++) total *= l->shape[d];
+  int nd = l->ndim;
+  if (nd >= 2 && l->strides[0][nd - 1] == 1 && l->strides[1][nd - 2] == 1 && l->strides[1][nd - 1] != 1 &&
+      l->shape[nd - 1] >= TILE / 2 && l->shape[nd - 2] >= TILE / 2) {
+    tile_ctx t = {src, dst, l, (l->shape[nd - 2] + TILE - 1) / TILE, (l->shape[nd - 1] + TILE - 1) / TILE};
+    gb_parallel_for(total / (l->shape[nd - 2] * l->shape[nd - 1]) * t.ti * t.tj, 16, tile_range, &t);
+    return;
+  }
   copy_ctx c = {src, dst, l};
   gb_parallel_for(total, GRAIN, copy_range, &c);
 }

@@ -159,12 +159,27 @@ static void topk_range(void *vctx, int64_t b, int64_t e) {
     const float *x = c->x + r * cols;
     for (int64_t j = 0; j < k; j++) h[j] = (entry){x[j], (int32_t)j};
     for (int64_t p = k / 2 - 1; p >= 0; p--) sift_down(h, k, p);
-    for (int64_t j = k; j < cols; j++) {
-      float v = x[j], top = h[0].v;
-      /* A later index only wins with a strictly larger value; NaN only displaces NaN (never: index). */
-      if (top == top ? !(v > top) : v != v) continue;
-      h[0] = (entry){v, (int32_t)j};
-      sift_down(h, k, 0);
+    for (int64_t j = k; j < cols;) {
+      float top = h[0].v;
+      /* Most elements lose to the current k-th best: skip blocks with no candidate (vectorised). */
+      if (top == top && j + 16 <= cols) {
+        int any = 0;
+#pragma omp simd reduction(| : any)
+        for (int64_t t = 0; t < 16; t++) any |= x[j + t] > top;
+        if (!any) {
+          j += 16;
+          continue;
+        }
+      }
+      int64_t end = j + 16 < cols ? j + 16 : cols;
+      for (; j < end; j++) {
+        float v = x[j];
+        top = h[0].v;
+        /* A later index wins only with a strictly larger value; NaN only displaces nothing. */
+        if (top == top ? !(v > top) : v != v) continue;
+        h[0] = (entry){v, (int32_t)j};
+        sift_down(h, k, 0);
+      }
     }
     for (int64_t n = k; n > 0; n--) {
       c->values[r * k + n - 1] = h[0].v;

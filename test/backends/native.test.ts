@@ -493,6 +493,23 @@ describe("native backend", { skip }, () => {
         { shape: [], srcOffset: 4999, srcStrides: [], dstOffset: 1, dstStrides: [], n: 2 },
         { shape: [3, 0], srcOffset: 0, srcStrides: [1, 1], dstOffset: 0, dstStrides: [1, 1], n: 4 },
         { shape: [4000], srcOffset: 4999, srcStrides: [-1], dstOffset: 0, dstStrides: [1], n: 4000 },
+        // Batched transposes of the last two dims (the tiled path), with ragged tile edges.
+        {
+          shape: [3, 40, 33],
+          srcOffset: 7,
+          srcStrides: [1320, 1, 40],
+          dstOffset: 0,
+          dstStrides: [1320, 33, 1],
+          n: 3960,
+        },
+        {
+          shape: [2, 77, 30],
+          srcOffset: 0,
+          srcStrides: [0, 1, 77],
+          dstOffset: 5,
+          dstStrides: [2400, 30, 1],
+          n: 4700,
+        },
       ];
       for (const { n, ...args } of cases) {
         const [got, want] = both(uniform(n, 12), (be, out) => be.copy(src, out, args));
