@@ -508,7 +508,7 @@ describe("native backend", { skip }, () => {
           srcStrides: [0, 1, 77],
           dstOffset: 5,
           dstStrides: [2400, 30, 1],
-          n: 4700,
+          n: 4800,
         },
       ];
       for (const { n, ...args } of cases) {
