@@ -7,7 +7,8 @@
  *   transposed B) into a scratch buffer of at most a few MB, and sgemm runs per panel writing the
  *   matching columns of `out`: no full f32 copy of a weight is ever made.
  * - One sgemm runs at a time in the process (a mutex); OpenBLAS threads do the parallelism, and the
- *   kernel pool goes single-threaded meanwhile (gb_blas_begin/end), so threads never outnumber cores.
+ *   kernel pool goes single-threaded meanwhile (gb_blas_begin/end), so it never adds threads on top
+ *   of OpenBLAS's.
  */
 #include <cblas.h>
 #include <pthread.h>

@@ -4,8 +4,8 @@
  * One job at a time: the calling thread publishes a job, wakes every worker, takes ranges itself and
  * waits for all workers to check in. Workers spin briefly after a job (back-to-back kernels are
  * common) and then sleep on a condition variable, so an idle pool costs no CPU. A second thread that
- * finds the pool busy, or any caller while OpenBLAS is running a matmul, runs its job inline:
- * threads never outnumber cores.
+ * finds the pool busy, or any caller while OpenBLAS is running a matmul, runs its job inline: the
+ * pool never adds threads on top of another job's or OpenBLAS's.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
