@@ -24,6 +24,7 @@ export {
 } from "./repository.js";
 export type { DictionaryMeta, SingleLayerParams } from "./single-layer.js";
 export { type DictionarySites, dictionarySites } from "./sites.js";
+export { Splice, type SpliceOptions, type SpliceOutput, splice, spliceAll } from "./splice.js";
 export type {
   Activation,
   ActivationInfo,
@@ -31,5 +32,7 @@ export type {
   DictionarySpec,
   EncodeOptions,
   GemmaScope2Form,
+  LayerwiseDictionary,
   ParameterFile,
 } from "./types.js";
+export { isLayerwise } from "./types.js";

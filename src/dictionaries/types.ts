@@ -135,3 +135,18 @@ export interface Dictionary {
   /** What `saveGemmaScope2` writes: the config `architecture` and extra keys, and the parameter files. */
   gemmaScope2Form(): GemmaScope2Form;
 }
+
+/**
+ * A dictionary spanning several layers (`spec.layers` set), read and written layer by layer: what
+ * splicing into a forward pass needs of a cross-layer transcoder.
+ */
+export interface LayerwiseDictionary extends Dictionary {
+  /** Feature activations of source layer i from its input x_i [..., d_in]. */
+  encodeLayer(i: number, x: Tensor, options?: EncodeOptions): FeatureActs;
+  /** Output at target layer l [rows, d_out] from the acts of source layers 0..l (and x_l with skip connections). */
+  decodeLayer(l: number, sources: readonly FeatureActs[], input?: Tensor): Tensor<"f32">;
+}
+
+export function isLayerwise(d: Dictionary): d is LayerwiseDictionary {
+  return d.spec.layers !== null && "encodeLayer" in d && "decodeLayer" in d;
+}

@@ -26,6 +26,7 @@ import type {
   DictionarySpec,
   EncodeOptions,
   GemmaScope2Form,
+  LayerwiseDictionary,
 } from "../types.js";
 
 /** The parameters of one source layer. */
@@ -55,7 +56,7 @@ export interface CltLayout {
   load(layer: number): CltLayerParams;
 }
 
-export class CrossLayerTranscoder implements Dictionary {
+export class CrossLayerTranscoder implements LayerwiseDictionary {
   readonly spec: DictionarySpec;
   private readonly layout: CltLayout;
   private readonly meta: DictionaryMeta;
