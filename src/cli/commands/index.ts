@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { registerActivations } from "./activations.js";
 import { registerData } from "./data.js";
 import { registerDict } from "./dict.js";
+import { registerFeatures } from "./features.js";
 import { registerGenerate } from "./generate.js";
 import { registerHarvest } from "./harvest.js";
 import { registerLogits } from "./logits.js";
@@ -12,6 +13,7 @@ import { registerSites } from "./sites.js";
 export function registerCommands(program: Command): void {
   registerData(program);
   registerDict(program);
+  registerFeatures(program);
   registerSafetensors(program);
   registerGenerate(program);
   registerLogits(program);
