@@ -3,7 +3,8 @@
  * present (each format module says what it needs); anything else is a `DictionaryError` naming the
  * path and what was expected.
  */
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
 import type { Backend } from "../core/backend.js";
 import { DictionaryError } from "../core/errors.js";
 import type { DictionaryInfo } from "./formats/common.js";
@@ -55,13 +56,26 @@ const FORMATS: readonly Format[] = [
   },
 ];
 
+/** Whether a folder looks like a repository: dictionary folders one or two levels down. */
+function holdsDictionaries(dir: string): boolean {
+  const subdirs = (d: string) =>
+    readdirSync(d, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => join(d, e.name));
+  return subdirs(dir).some((a) => isGemmaScope2(a) || subdirs(a).some((b) => isGemmaScope2(b)));
+}
+
 function formatOf(path: string): Format {
   if (!existsSync(path)) throw new DictionaryError("no such file or folder", path);
   const f = FORMATS.find((x) => x.detect(path));
   if (f === undefined) {
-    const what = statSync(path).isDirectory() ? "folder" : "file";
+    const dir = statSync(path).isDirectory();
+    const hint =
+      dir && holdsDictionaries(path)
+        ? " (it holds dictionary folders: list them with `glassbox dict list`)"
+        : "";
     throw new DictionaryError(
-      `this ${what} is not a dictionary: expected ${FORMATS.map((x) => x.expects).join("; or ")}`,
+      `this ${dir ? "folder" : "file"} is not a dictionary: expected ${FORMATS.map((x) => x.expects).join("; or ")}${hint}`,
       path,
     );
   }
