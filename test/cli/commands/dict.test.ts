@@ -104,7 +104,10 @@ test("dict apply and info: bad input exits 1 with one line naming the file", () 
     [["dict", "apply", "--dict", CLT, "--input", wide, "--output", out], /must be \[7, n, 48\]/],
     [["dict", "apply", "--dict", dir, "--input", noX, "--output", out], /is not a dictionary/],
     [["dict", "info", join(dir, "absent")], /absent: no such file or folder/],
-    [["dict", "info", GS2], /not a dictionary.*it holds dictionary folders: list them with `glassbox dict list`/],
+    [
+      ["dict", "info", GS2],
+      /not a dictionary.*it holds dictionary folders: list them with `glassbox dict list`/,
+    ],
   ];
   for (const [args, message] of cases) {
     const r = runCli(args);
