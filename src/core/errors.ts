@@ -41,8 +41,8 @@ export class TokenizerError extends GlassboxError {}
 /** An activation store that cannot be created, appended to or read; the subject names the store or file. */
 export class StoreError extends GlassboxError {}
 
-/** An evaluation that cannot run (bad inputs, a dictionary that does not fit the site). */
-export class EvalError extends GlassboxError {}
+/** An evaluation that cannot run (bad inputs, a dictionary that does not fit the site); not named EvalError, which is a JavaScript global. */
+export class EvaluationError extends GlassboxError {}
 
 /** A training run that cannot start or continue (bad config, data that does not fit, a bad checkpoint). */
 export class TrainingError extends GlassboxError {}

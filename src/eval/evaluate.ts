@@ -14,7 +14,7 @@
 
 import type { SequenceSource } from "../activations/harvest.js";
 import { type Sequence, sequenceStream } from "../activations/sequences.js";
-import { EvalError } from "../core/errors.js";
+import { EvaluationError } from "../core/errors.js";
 import { logSoftmax } from "../core/ops/nn.js";
 import { fromStorage, type Tensor } from "../core/tensor.js";
 import { dictionarySites } from "../dictionaries/sites.js";
@@ -118,7 +118,7 @@ export async function evaluateDictionary(o: EvalOptions): Promise<EvalResult> {
   const { model, dictionary } = o;
   const spec = dictionary.spec;
   if (spec.layers !== null)
-    throw new EvalError(
+    throw new EvaluationError(
       "cross-layer transcoders cannot be evaluated yet (only single-site dictionaries)",
       spec.source,
     );
@@ -127,11 +127,11 @@ export async function evaluateDictionary(o: EvalOptions): Promise<EvalResult> {
   const writeSite = write[0];
   for (const s of [readSite, writeSite]) {
     if (s.axes.length !== 3 || s.axes[1] !== "seq")
-      throw new EvalError(`site ${s.name} is not [batch, seq, width]`, spec.source);
+      throw new EvaluationError(`site ${s.name} is not [batch, seq, width]`, spec.source);
   }
   const batchSize = o.batch ?? 8;
   if (!Number.isSafeInteger(batchSize) || batchSize <= 0)
-    throw new EvalError(`batch must be a positive integer, got ${batchSize}`);
+    throw new EvaluationError(`batch must be a positive integer, got ${batchSize}`);
   const limit = o.tokens ?? Number.POSITIVE_INFINITY;
   const recon = new ReconstructionStats(spec.dOut);
   const firing = new FiringStats(spec.width);
@@ -197,9 +197,9 @@ export async function evaluateDictionary(o: EvalOptions): Promise<EvalResult> {
   }
   if (pending.length > 0 && recon.tokens < limit) runBatch(pending);
   if (recon.tokens === 0)
-    throw new EvalError("no tokens to evaluate (the data is empty or every token was masked)");
+    throw new EvaluationError("no tokens to evaluate (the data is empty or every token was masked)");
   if (losses.tokens === 0)
-    throw new EvalError("no next-token predictions to score (every sequence is too short)");
+    throw new EvaluationError("no next-token predictions to score (every sequence is too short)");
   const denseThreshold = o.denseThreshold ?? 0.1;
   return {
     read_site: readSite.name,

@@ -13,7 +13,7 @@
  * Callers pass only the tokens that count (BOS, pad and template tokens already masked out). All
  * sums are float64.
  */
-import { EvalError } from "../core/errors.js";
+import { EvaluationError } from "../core/errors.js";
 
 /** Sums for MSE and FVU over tokens of width d. */
 export class ReconstructionStats {
@@ -23,7 +23,8 @@ export class ReconstructionStats {
   private sumErr = 0;
 
   constructor(readonly d: number) {
-    if (!Number.isSafeInteger(d) || d <= 0) throw new EvalError(`width must be a positive integer, got ${d}`);
+    if (!Number.isSafeInteger(d) || d <= 0)
+      throw new EvaluationError(`width must be a positive integer, got ${d}`);
     this.sumX = new Float64Array(d);
   }
 
@@ -33,10 +34,12 @@ export class ReconstructionStats {
   add(x: Float32Array, xHat: Float32Array, keep?: ArrayLike<number>): void {
     const d = this.d;
     if (x.length % d !== 0 || xHat.length !== x.length)
-      throw new EvalError(`x has ${x.length} values and x_hat ${xHat.length}; both must be rows of ${d}`);
+      throw new EvaluationError(
+        `x has ${x.length} values and x_hat ${xHat.length}; both must be rows of ${d}`,
+      );
     const rows = x.length / d;
     if (keep !== undefined && keep.length !== rows)
-      throw new EvalError(`mask has ${keep.length} entries for ${rows} rows`);
+      throw new EvaluationError(`mask has ${keep.length} entries for ${rows} rows`);
     for (let r = 0; r < rows; r++) {
       if (keep !== undefined && !keep[r]) continue;
       const o = r * d;
@@ -104,7 +107,7 @@ export class FiringStats {
 
   constructor(readonly width: number) {
     if (!Number.isSafeInteger(width) || width <= 0)
-      throw new EvalError(`width must be a positive integer, got ${width}`);
+      throw new EvaluationError(`width must be a positive integer, got ${width}`);
     this.counts = new Float64Array(width);
   }
 
@@ -118,7 +121,7 @@ export class FiringStats {
   /** Adds dense activations [rows, width]; a latent is active where its value is non-zero. */
   addDense(acts: Float32Array, keep?: ArrayLike<number>): void {
     const w = this.width;
-    if (acts.length % w !== 0) throw new EvalError(`${acts.length} values are not rows of width ${w}`);
+    if (acts.length % w !== 0) throw new EvaluationError(`${acts.length} values are not rows of width ${w}`);
     const rows = acts.length / w;
     for (let r = 0; r < rows; r++) {
       if (keep !== undefined && !keep[r]) continue;
@@ -156,7 +159,7 @@ export class FiringStats {
   densityHistogram(options: HistogramOptions = {}): DensityHistogram {
     const min = options.min ?? -8;
     const step = options.step ?? 0.5;
-    if (!(min < 0) || !(step > 0)) throw new EvalError("histogram needs min < 0 and step > 0");
+    if (!(min < 0) || !(step > 0)) throw new EvaluationError("histogram needs min < 0 and step > 0");
     const bins = Math.ceil(-min / step - 1e-9);
     const edges = Array.from({ length: bins + 1 }, (_, i) => Math.min(0, min + i * step));
     const counts = new Array<number>(bins).fill(0);
