@@ -27,8 +27,12 @@ import platform
 import sys
 import time
 
-import numpy as np
-import torch
+# The machine is shared: with OpenMP's default spinning, a 2-thread step slowed ~50x when other jobs
+# oversubscribed the cores (measured 50 s vs 6-10 s per step with PASSIVE). Must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_common import (  # noqa: E402
@@ -142,6 +146,8 @@ def main():
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--max-positions", type=int, default=2048)
     ap.add_argument("--log", default=None, help="JSON-lines log file (default: scratch/train_tiny_gemma3.log)")
+    ap.add_argument("--ckpt", default="scratch/train_tiny_gemma3.ckpt", help="resumable checkpoint (float32 + optimizer)")
+    ap.add_argument("--resume", action="store_true", help="continue from --ckpt if it exists")
     args = ap.parse_args()
 
     t_start = time.time()
@@ -187,13 +193,21 @@ def main():
         pos += args.batch
         return torch.from_numpy(train_rows[idx].astype(np.int64))
 
-    if args.autocast == "auto":
+    resumed = None
+    if args.resume and os.path.exists(args.ckpt):
+        resumed = torch.load(args.ckpt, weights_only=False)
+        assert resumed["args"] == {k: v for k, v in vars(args).items() if k not in ("resume", "log")}, "args differ"
+    if resumed is not None:
+        use_bf16, probe_note = resumed["use_bf16"], resumed["probe_note"]
+    elif args.autocast == "auto":
         probe = torch.from_numpy(train_rows[: args.batch].astype(np.int64))
         t32, t16 = probe_autocast(model, opt, probe)
         use_bf16 = t16 < 0.9 * t32
         log(event="autocast_probe", fp32_s_per_step=round(t32, 3), bf16_s_per_step=round(t16, 3), bf16=use_bf16)
+        probe_note = f"{t32:.2f} s/step float32 vs {t16:.2f} s/step bf16, fastest of 3"
     else:
         use_bf16 = args.autocast == "bf16"
+        probe_note = "forced by --autocast"
     torch.manual_seed(args.seed)
 
     budget = args.minutes * 60.0
@@ -203,9 +217,36 @@ def main():
     tokens = 0
     next_eval = args.eval_every_min * 60.0
     ema = None
-    v0 = eval_loss(model, val_rows, 32, use_bf16)
-    curve.append({"step": 0, "tokens": 0, "train_s": 0.0, "val_loss": round(v0, 4)})
-    log(event="eval", step=0, val_loss=round(v0, 4))
+    if resumed is None:
+        v0 = eval_loss(model, val_rows, 32, use_bf16)
+        curve.append({"step": 0, "tokens": 0, "train_s": 0.0, "val_loss": round(v0, 4)})
+        log(event="eval", step=0, val_loss=round(v0, 4))
+    else:
+        model.load_state_dict(resumed["model"])
+        opt.load_state_dict(resumed["opt"])
+        rng.bit_generator.state = resumed["rng"]
+        torch.set_rng_state(resumed["torch_rng"])
+        order, pos, epoch = resumed["order"], resumed["pos"], resumed["epoch"]
+        step, tokens, train_time = resumed["step"], resumed["tokens"], resumed["train_time"]
+        curve, ema, next_eval = resumed["curve"], resumed["ema"], resumed["next_eval"]
+        log(event="resumed", step=step, train_s=round(train_time, 1))
+        resumed = None
+
+    def save_ckpt():
+        tmp = args.ckpt + ".tmp"
+        os.makedirs(os.path.dirname(os.path.abspath(tmp)), exist_ok=True)
+        torch.save(
+            {
+                "args": {k: v for k, v in vars(args).items() if k not in ("resume", "log")},
+                "model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "order": order, "pos": pos, "epoch": epoch, "step": step,
+                "tokens": tokens, "train_time": train_time, "curve": curve, "ema": ema, "next_eval": next_eval,
+                "use_bf16": use_bf16, "probe_note": probe_note,
+            },
+            tmp,
+        )
+        os.replace(tmp, args.ckpt)
+
     while True:
         progress = (step / args.steps) if args.steps else (train_time / budget)
         if (args.steps and step >= args.steps) or (not args.steps and train_time >= budget):
@@ -245,6 +286,7 @@ def main():
             v = eval_loss(model, val_rows, 32, use_bf16)
             curve.append({"step": step, "tokens": tokens, "train_s": round(train_time, 1), "val_loss": round(v, 4)})
             log(event="eval", step=step, val_loss=round(v, 4), train_s=round(train_time, 1))
+            save_ckpt()
 
     v_final = eval_loss(model, val_rows, 32, use_bf16)
     curve.append({"step": step, "tokens": tokens, "train_s": round(train_time, 1), "val_loss": round(v_final, 4)})
@@ -276,6 +318,8 @@ def main():
             "val_tokens": int(val_rows[:, 1:].size),
         },
         "autocast_bf16": use_bf16,
+        "autocast_probe": probe_note,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "steps": step,
         "tokens_seen": tokens,
         "epochs": round(tokens / max(1, train_rows[:, 1:].size), 3),

@@ -28,8 +28,10 @@ import re
 import sys
 import time
 
-import numpy as np
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see train_tiny_gemma3.py: the machine is shared
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from chat_data import REFUSAL_RE, is_refusal  # noqa: E402
