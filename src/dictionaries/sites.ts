@@ -44,7 +44,7 @@ export function dictionarySites(spec: DictionarySpec, config: Gemma3Config): Dic
   const { hookIn, hookOut } = spec;
   if (hookIn === null || hookOut === null) {
     throw new DictionaryError(
-      "the dictionary does not say which site it reads (no hook points); give them explicitly",
+      "the dictionary does not say which site it reads (no hook points); give them when loading (CLI: --hook-in, --hook-out)",
       spec.source,
     );
   }

@@ -23,7 +23,7 @@ interface JsonFlag {
   json?: boolean;
 }
 
-interface Gs1Flags {
+export interface Gs1Flags {
   architecture?: string;
   hookIn?: string;
   hookOut?: string;
@@ -35,21 +35,24 @@ interface ApplyFlags extends JsonFlag, Gs1Flags {
   output: string;
 }
 
-function gs1Options(flags: Gs1Flags): LoadOptions {
+export function gs1Options(flags: Gs1Flags): LoadOptions {
   return {
     gemmaScope1: {
       ...(flags.architecture === undefined ? {} : { architecture: flags.architecture }),
       ...(flags.hookIn === undefined ? {} : { hookIn: flags.hookIn }),
-      ...(flags.hookOut === undefined ? {} : { hookOut: flags.hookOut ?? flags.hookIn }),
+      // An SAE writes where it reads: --hook-out defaults to --hook-in.
+      ...(flags.hookOut === undefined && flags.hookIn === undefined
+        ? {}
+        : { hookOut: flags.hookOut ?? flags.hookIn }),
     },
   };
 }
 
-function addGs1Options(c: Command): Command {
+export function addGs1Options(c: Command): Command {
   return c
     .option("--architecture <name>", "Gemma Scope 1 files only: sae (default) or transcoder")
     .option("--hook-in <name>", "Gemma Scope 1 files only: the hook point it reads")
-    .option("--hook-out <name>", "Gemma Scope 1 files only: the hook point it writes");
+    .option("--hook-out <name>", "Gemma Scope 1 files only: the hook point it writes (default: --hook-in)");
 }
 
 export function registerDict(program: Command): void {

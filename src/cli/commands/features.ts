@@ -20,8 +20,9 @@ import {
   prepareInput,
   tokenString,
 } from "../model-input.js";
+import { addGs1Options, type Gs1Flags, gs1Options } from "./dict.js";
 
-interface FeaturesFlags extends InputFlags {
+interface FeaturesFlags extends InputFlags, Gs1Flags {
   dict: string;
   top: string;
 }
@@ -52,11 +53,13 @@ export interface FeaturesReport {
 }
 
 export function registerFeatures(program: Command): void {
-  addModelOptions(
-    program
-      .command("features")
-      .description("the most active dictionary features of every token of a prompt")
-      .argument("[text]", "prompt text"),
+  addGs1Options(
+    addModelOptions(
+      program
+        .command("features")
+        .description("the most active dictionary features of every token of a prompt")
+        .argument("[text]", "prompt text"),
+    ),
   )
     .requiredOption("--dict <dir>", "dictionary folder (Gemma Scope 2, Gemma Scope 1 or SAELens)")
     .option("--top <k>", "features per token", "5")
@@ -70,7 +73,7 @@ export function featuresReport(flags: FeaturesFlags, text: string | undefined): 
   const k = intFlag(flags.top, "--top", 1);
   const input = prepareInput(flags, text);
   const model = loadModel(input);
-  const dict = loadDictionary(flags.dict, model.backend);
+  const dict = loadDictionary(flags.dict, model.backend, gs1Options(flags));
   const s = splice(dict, model.config, { keepError: true });
   model.forward([input.ids], { interventions: s.interventions, logits: "last" });
   const perLayer = s.acts();

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { referenceBackend as B } from "../../../src/backends/reference/index.js";
 import { SafetensorsFile } from "../../../src/io/safetensors.js";
-import { CLT, expected, MODEL, RESID } from "../../dictionaries/helpers.js";
+import { CLT, expected, GS1, MODEL, RESID } from "../../dictionaries/helpers.js";
 import { fixture, runCli } from "../../io/helpers.js";
 
 interface Report {
@@ -67,6 +67,15 @@ test("features: every token's active features equal the reference (resid_post SA
     few.tokens.map((t) => t.top),
     r.tokens.map((t) => t.top.slice(0, 3)),
   );
+});
+
+test("features: Gemma Scope 1 files need their hook point, then agree with Gemma Scope 2", () => {
+  const args = ["--model", MODEL, "--ids", "2,15,186", "--top", "6"];
+  const none = runCli(["features", "--dict", GS1, ...args]);
+  assert.equal(none.status, 1);
+  assert.match(none.stderr, /params\.npz: the dictionary does not say which site it reads.*--hook-in/);
+  const gs1 = run(["--dict", GS1, "--hook-in", "model.layers.2.output", ...args]);
+  assert.deepEqual(gs1.tokens, run(["--dict", RESID, ...args]).tokens);
 });
 
 test("features: a CLT's features carry their layer; table output", () => {
