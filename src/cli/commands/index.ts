@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { registerActivations } from "./activations.js";
 import { registerData } from "./data.js";
 import { registerDict } from "./dict.js";
+import { registerEval } from "./eval.js";
 import { registerFeatures } from "./features.js";
 import { registerGenerate } from "./generate.js";
 import { registerHarvest } from "./harvest.js";
@@ -20,4 +21,5 @@ export function registerCommands(program: Command): void {
   registerActivations(program);
   registerSites(program);
   registerHarvest(program);
+  registerEval(program);
 }
