@@ -141,7 +141,6 @@ export class SparseCoder {
   private readonly permuted = f32Buffer();
   private readonly blocks: Block[][]; // [layer][group]
   private readonly tb = new TransposeBuffers();
-  private readonly whole: Buffer<Int32Array>[];
   private readonly deadList = i32Buffer();
   private readonly auxDiff = f32Buffer();
 
@@ -234,7 +233,6 @@ export class SparseCoder {
     this.recon = layers.map(() => f32Buffer());
     this.errs = groups.map(() => layers.map(() => f32Buffer()));
     this.gF = layers.map(() => f32Buffer());
-    this.whole = layers.map(() => i32Buffer());
     this.gPre = layers.map(() => f32Buffer());
     this.blocks = layers.map(() => groups.map(() => ({ csr: new CsrBuffers(), position: i32Buffer() })));
   }
@@ -392,14 +390,11 @@ export class SparseCoder {
     return { selections, loss, mse, variance };
   }
 
-  private lastSplit: { csr: Csr; position: Int32Array }[][] = [];
+  private lastSplit: { csr: Csr; position: Int32Array | null }[][] = [];
 
-  private split(codes: Csr, l: number): { csr: Csr; position: Int32Array }[] {
-    if (this.shape.groups.length === 1) {
-      const position = this.whole[l].get(codes.nnz);
-      for (let j = 0; j < codes.nnz; j++) position[j] = j;
-      return [{ csr: codes, position }];
-    }
+  /** The codes split by Matryoshka group; `position` maps a block's entries back (null: the identity). */
+  private split(codes: Csr, l: number): { csr: Csr; position: Int32Array | null }[] {
+    if (this.shape.groups.length === 1) return [{ csr: codes, position: null }];
     return splitColumns(codes, this.bounds, this.groupOf, this.blocks[l]);
   }
 
@@ -442,9 +437,12 @@ export class SparseCoder {
         const { csr, position } = this.lastSplit[l][g];
         if (csr.nnz === 0) continue;
         const a = this.errorsFor(g, l, B);
-        const gb = this.gBlock.get(csr.nnz);
-        entryGradients(this.backend, csr, a, layer.dec.data, D, gb);
-        for (let j = 0; j < csr.nnz; j++) gF[position[j]] = gb[j];
+        if (position === null) entryGradients(this.backend, csr, a, layer.dec.data, D, gF);
+        else {
+          const gb = this.gBlock.get(csr.nnz);
+          entryGradients(this.backend, csr, a, layer.dec.data, D, gb);
+          for (let j = 0; j < csr.nnz; j++) gF[position[j]] = gb[j];
+        }
         accumulateOuter(this.backend, csr, csr.values, a, D, gDec, this.tb, this.permuted);
       }
       const gPre = this.gPre[l].get(nnz);
@@ -635,6 +633,38 @@ export class SparseCoder {
       out.set(o, scaledCopy(r, 1 / scaleOf(scales, o)));
     });
     return out;
+  }
+
+  /**
+   * Every array a checkpoint holds (parameters, optimiser moments, dead-latent counters), by name.
+   * The arrays are the live ones: write them out before the next step.
+   */
+  checkpointArrays(): Map<
+    string,
+    { readonly shape: readonly number[]; readonly data: Float32Array | Float64Array }
+  > {
+    const out = new Map<string, { shape: readonly number[]; data: Float32Array | Float64Array }>();
+    for (const [name, p] of Object.entries(this.params)) {
+      out.set(`param/${name}`, p);
+      out.set(`adam_v/${name}`, { shape: p.shape, data: this.adam.v.get(name)! });
+      const m = this.adam.m.get(name);
+      if (m !== undefined) out.set(`adam_m/${name}`, { shape: p.shape, data: m });
+    }
+    this.layers.forEach((l, i) => {
+      out.set(`since/layer${i}`, { shape: [l.since.length], data: l.since });
+    });
+    return out;
+  }
+
+  /** Restores what `checkpointArrays` listed; `read(name)` returns the stored array or undefined. */
+  restoreArrays(read: (name: string) => Float32Array | Float64Array | undefined): void {
+    for (const [name, a] of this.checkpointArrays()) {
+      const v = read(name);
+      if (v === undefined) throw new TrainingError(`the checkpoint has no ${name}`);
+      if (v.length !== a.data.length || v.constructor !== a.data.constructor)
+        throw new TrainingError(`checkpoint array ${name} has the wrong size or type`);
+      a.data.set(v);
+    }
   }
 
   /** Non-parameter state for checkpoints. */

@@ -6,7 +6,8 @@
  * (p_i ∝ (i + 1)^-zipf, scaled so that sum p_i = the mean L0, then capped), with magnitudes
  * uniform in [0.5, 1.5]. Each layer l reads `x_l = sum_i f_i v_i` (unit v_i). Outputs:
  * - "sae": the source serves only x;
- * - "transcoder": y = sum_i f_i u_i (+ x A with a planted dense skip map A);
+ * - "transcoder": y = sum_i f_i u_i (+ x A with a planted dense skip map A; with `signed` inputs
+ *   carry +-f_i v_i, which leaves the feature part no linear component);
  * - cross-layer ("layers" > 1): features of layer l write y_l' = sum f_i u_i^(l->l') for every l' >= l,
  *   each feature's concatenated output directions having unit norm.
  * Token t of the stream is generated from its own seeded generator, so a cursor (a token count) is
@@ -33,6 +34,11 @@ export interface PlantedOptions {
   readonly maxFrequency?: number;
   /** Norm of the planted dense skip map A relative to an orthogonal map (0 = none, the default). */
   readonly skip?: number;
+  /**
+   * Inputs carry each active feature with a random sign (+-f v_i) while outputs get +f u_i: an even
+   * map of x with no linear part, so a skip connection can only learn the planted A.
+   */
+  readonly signed?: boolean;
   /** Gaussian noise std per coordinate (default 0). */
   readonly noise?: number;
   readonly seed: number;
@@ -131,6 +137,7 @@ export class PlantedSource implements BatchSource {
     const ys = kind === "transcoder" ? Array.from({ length: L }, () => new Float32Array(tokens * d)) : [];
     const { inputs, outputs, skip, frequencies } = this.truth;
     const noise = this.o.noise ?? 0;
+    const signed = this.o.signed ?? false;
     for (let t = 0; t < tokens; t++) {
       const rng = new Rng((this.o.seed % 2 ** 20) * 2 ** 32 + this.position + t);
       for (let l = 0; l < L; l++) {
@@ -138,8 +145,9 @@ export class PlantedSource implements BatchSource {
         for (let i = 0; i < features; i++) {
           if (rng.uniform() >= frequencies[i]) continue;
           const f = 0.5 + rng.uniform();
+          const fx = signed && rng.uniform() < 0.5 ? -f : f;
           const v = inputs[l].subarray(i * d, (i + 1) * d);
-          for (let c = 0; c < d; c++) x[c] += f * v[c];
+          for (let c = 0; c < d; c++) x[c] += fx * v[c];
           if (kind !== "transcoder") continue;
           const w = (L - l) * d;
           const u = outputs[l].subarray(i * w, (i + 1) * w);

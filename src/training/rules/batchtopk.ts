@@ -5,7 +5,11 @@
  * first batch's value), which makes the dictionary a JumpReLU with that threshold for every latent.
  * Dead latents are revived with AuxK.
  */
+import type { Backend } from "../../core/backend.js";
 import { TrainingError } from "../../core/errors.js";
+import { full } from "../../core/tensor.js";
+import { jumpRelu } from "../../dictionaries/activations/jumprelu.js";
+import type { Activation } from "../../dictionaries/types.js";
 import type { JsonValue } from "../../io/strict-json.js";
 import type { ParamSet } from "../optim.js";
 import { CsrBuffers, selectAbove } from "../sparse.js";
@@ -76,6 +80,11 @@ export class BatchTopKRule implements ActivationRule {
 
   jumpThresholds(): Float32Array {
     return new Float32Array(this.width).fill(Number.isNaN(this.threshold) ? 0 : this.threshold);
+  }
+
+  /** A JumpReLU with the running threshold for every latent (how Gemma Scope 2 released its CLTs). */
+  exported(backend: Backend, unit: number): Activation {
+    return jumpRelu(full(backend, [this.width], (Number.isNaN(this.threshold) ? 0 : this.threshold) / unit));
   }
 
   state(): JsonValue {

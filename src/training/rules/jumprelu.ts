@@ -10,7 +10,11 @@
  * both scaled by the sparsity warm-up. Only the entries with z > theta - eps/2 take part, so the
  * selection is sparse; band entries at z <= 0 (possible only while theta < eps/2) are left out.
  */
+import type { Backend } from "../../core/backend.js";
 import { TrainingError } from "../../core/errors.js";
+import { fromStorage } from "../../core/tensor.js";
+import { jumpRelu } from "../../dictionaries/activations/jumprelu.js";
+import type { Activation } from "../../dictionaries/types.js";
 import type { JsonValue } from "../../io/strict-json.js";
 import type { Param, ParamSet } from "../optim.js";
 import { CsrBuffers, f32Buffer, selectAbove } from "../sparse.js";
@@ -144,6 +148,11 @@ export class JumpReluRule implements ActivationRule {
 
   jumpThresholds(): Float32Array {
     return this.theta.data.slice();
+  }
+
+  exported(backend: Backend, unit: number): Activation {
+    const t = Float32Array.from(this.theta.data, (v) => v / unit);
+    return jumpRelu(fromStorage(backend, "f32", [this.width], t));
   }
 
   state(): JsonValue {

@@ -5,6 +5,7 @@
  * which rule it holds.
  */
 import type { Backend } from "../../core/backend.js";
+import type { Activation } from "../../dictionaries/types.js";
 import type { JsonValue } from "../../io/strict-json.js";
 import type { ParamSet } from "../optim.js";
 import type { Csr } from "../sparse.js";
@@ -59,6 +60,11 @@ export interface ActivationRule {
    * null when no threshold can (TopK keeps a fixed count per token).
    */
   jumpThresholds(): Float32Array | null;
+  /**
+   * The inference rule as a dictionaries `Activation` for pre-activations divided by `unit` (export
+   * folds the input scale into the weights, which divides every pre-activation by one number).
+   */
+  exported(backend: Backend, unit: number): Activation;
   /** Non-parameter state for checkpoints (e.g. a running threshold). */
   state(): JsonValue;
   loadState(state: JsonValue): void;

@@ -1,10 +1,12 @@
 /**
  * TopK (Makhzani & Frey 2013; Gao et al. 2024): each token keeps its k largest positive
  * pre-activations; gradients flow to the kept entries unchanged. No sparsity loss; dead latents are
- * revived with AuxK. The rule is not a JumpReLU (its cut-off differs per token), so it has no
- * threshold export.
+ * revived with AuxK. The rule is not a JumpReLU (its cut-off differs per token): it exports as the
+ * dictionaries' TopK activation (a Gemma Scope 2 style folder with architecture "topk").
  */
 import { TrainingError } from "../../core/errors.js";
+import { topK } from "../../dictionaries/activations/topk.js";
+import type { Activation } from "../../dictionaries/types.js";
 import type { JsonValue } from "../../io/strict-json.js";
 import type { ParamSet } from "../optim.js";
 import { CsrBuffers, f32Buffer, i32Buffer } from "../sparse.js";
@@ -69,6 +71,11 @@ export class TopKRule implements ActivationRule {
 
   jumpThresholds(): null {
     return null;
+  }
+
+  /** Dividing every pre-activation by one positive number keeps each token's ranking. */
+  exported(): Activation {
+    return topK(this.spec.k);
   }
 
   state(): JsonValue {
