@@ -100,11 +100,13 @@ test("exported dictionaries reconstruct raw activations like the trainer", async
     const input = (site: string) => tensor(backend, raw.sites.get(site) as Float32Array, { shape: [B, D] });
     if (isClt) {
       const x = new Float32Array(layers * B * D);
-      coder.shape.inputs.forEach((s, l) => x.set(raw.sites.get(s) as Float32Array, l * B * D));
+      coder.shape.inputs.forEach((s, l) => {
+        x.set(raw.sites.get(s) as Float32Array, l * B * D);
+      });
       const got = loaded.reconstruct(tensor(backend, x, { shape: [layers, B, D] })).toFloat32Array();
-      coder.shape.outputs.forEach((s, l) =>
-        closeEnough(got.subarray(l * B * D, (l + 1) * B * D), want.get(s)!, `${id} layer ${l}`),
-      );
+      coder.shape.outputs.forEach((s, l) => {
+        closeEnough(got.subarray(l * B * D, (l + 1) * B * D), want.get(s)!, `${id} layer ${l}`);
+      });
     } else {
       const got = loaded.reconstruct(input(coder.shape.inputs[0])).toFloat32Array();
       closeEnough(got, want.get(coder.shape.outputs[0])!, id);
