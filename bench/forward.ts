@@ -60,10 +60,13 @@ function parseArgs(argv: readonly string[]): Args {
   };
 }
 
-/** Token ids shared with reference/bench_forward.py. */
+/**
+ * Token ids shared with reference/bench_forward.py: <bos> then ids >= 3, so that no special token
+ * appears (transformers' generate() would treat the pad id 0 as padding and mask it).
+ */
 function idsFor(batch: number, seq: number, vocab: number): number[][] {
   return Array.from({ length: batch }, (_, r) =>
-    Array.from({ length: seq }, (_, i) => (i * 7919 + r * 104729) % vocab),
+    Array.from({ length: seq }, (_, i) => (i === 0 ? 2 : 3 + ((i * 7919 + r * 104729) % (vocab - 3)))),
   );
 }
 

@@ -23,7 +23,10 @@ from transformers import AutoModelForCausalLM
 
 def ids_for(batch: int, seq: int, vocab: int) -> torch.Tensor:
     # Same formula as bench/forward.ts.
-    return torch.tensor([[(i * 7919 + r * 104729) % vocab for i in range(seq)] for r in range(batch)])
+    # <bos>, then ids >= 3 (no pad id, which generate() would mask as padding).
+    return torch.tensor(
+        [[2 if i == 0 else 3 + (i * 7919 + r * 104729) % (vocab - 3) for i in range(seq)] for r in range(batch)]
+    )
 
 
 def rss_bytes() -> int:
