@@ -1,5 +1,6 @@
 /** glassbox: the public API. */
 
+export * from "./activations/index.js";
 export * from "./backends/index.js";
 export * from "./core/autograd.js";
 export * from "./core/backend.js";
@@ -22,6 +23,7 @@ export { fetchPackage } from "./data/fetch.js";
 export type { CorpusDocument, CorpusSource, PackageRef } from "./data/source.js";
 export { SOURCES as CORPUS_SOURCES } from "./data/sources/index.js";
 export * from "./dictionaries/index.js";
+export * from "./eval/index.js";
 export {
   type ChatEncoding,
   type ChatMessage,
