@@ -12,7 +12,7 @@ import type { RuleSpec } from "./rules/index.js";
 import { JUMPRELU_DEFAULTS } from "./rules/jumprelu.js";
 
 export interface DictionaryConfig {
-  /** Name of the dictionary: its export folder and its key in checkpoints and logs. */
+  /** Name of the dictionary: its export folder (may contain "/") and its key in checkpoints and logs. */
   readonly id: string;
   /** Site read by each encoder layer (one for SAEs and transcoders, one per layer for a CLT). */
   readonly inputs: readonly string[];
@@ -223,9 +223,10 @@ function parseDictionary(
   };
   adam.done();
   f.done();
-  if (!/^[A-Za-z0-9._-]+$/.test(config.id) || config.id === "." || config.id === "..")
+  const segments = config.id.split("/");
+  if (segments.some((s) => !/^[A-Za-z0-9._-]+$/.test(s) || s === "." || s === ".."))
     throw new TrainingError(
-      `dictionary id "${config.id}" must be a plain folder name (letters, digits, . _ -)`,
+      `dictionary id "${config.id}" must be a relative folder path (letters, digits, . _ - and /)`,
     );
   return config;
 }

@@ -63,6 +63,8 @@ export interface TrainResult {
   /** True when the data ran out before `config.steps`. */
   readonly dataExhausted: boolean;
   readonly elapsedSeconds: number;
+  /** Wall time of this `run` call (not counting earlier runs of a resumed training). */
+  readonly runSeconds: number;
   /** The last metrics line, if any step ran. */
   readonly last: MetricsLine | null;
 }
@@ -312,6 +314,7 @@ export class Trainer {
       tokens: this.step * B,
       dataExhausted: exhausted,
       elapsedSeconds: this.elapsed,
+      runSeconds: (performance.now() - runStart) / 1000,
       last,
     };
   }

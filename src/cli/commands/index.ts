@@ -10,6 +10,7 @@ import { registerHarvest } from "./harvest.js";
 import { registerLogits } from "./logits.js";
 import { registerSafetensors } from "./safetensors.js";
 import { registerSites } from "./sites.js";
+import { registerTrain } from "./train.js";
 
 export function registerCommands(program: Command): void {
   registerData(program);
@@ -22,4 +23,5 @@ export function registerCommands(program: Command): void {
   registerSites(program);
   registerHarvest(program);
   registerEval(program);
+  registerTrain(program);
 }
