@@ -72,3 +72,4 @@ export {
   type TokenSpan,
 } from "./io/tokenizer.js";
 export * from "./model/gemma3/index.js";
+export * from "./training/index.js";
