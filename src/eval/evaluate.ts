@@ -1,24 +1,30 @@
 /**
- * Evaluating a single-site dictionary (SAE, transcoder, skip-transcoder) on held-out text: per
- * batch of sequences, one clean forward pass capturing the read and write sites, the dictionary's
- * reconstruction of the write site from the read site, then two more passes with the write site
- * replaced at the evaluated tokens by that reconstruction (spliced) and by zeros (zero ablation).
- * Metrics and their definitions: metrics.ts and docs/evaluation.md.
+ * Evaluating a dictionary on held-out text: per batch of sequences, one clean forward pass
+ * capturing the read and write sites, the dictionary's reconstruction of the write site from the
+ * read site, then two more passes with the write site replaced at the evaluated tokens by the
+ * reconstruction (spliced) and by zeros (zero ablation). Metrics and their definitions: metrics.ts
+ * and docs/evaluation.md.
+ *
+ * Single-site dictionaries (SAE, transcoder, skip-transcoder) read one site and write one. A
+ * cross-layer transcoder reads every layer's MLP input and writes every layer's MLP output; its
+ * reconstruction metrics come from the clean pass, and in the spliced pass each layer encodes the
+ * MLP input it actually sees there (so later layers see earlier layers' reconstructions: the
+ * replacement model of "Circuit Tracing").
  *
  * Evaluated tokens are those the harvesting masks keep (sequences.ts: BOS, pad, chat template
- * tokens out); only there is the write site replaced. Losses are taken at the evaluated positions
- * that have a next token: the prediction of token p + 1 from position p. Because the read site is
- * never downstream of the write site, the reconstruction computed from the clean pass is what the
- * spliced pass would compute itself.
+ * tokens out); only there are write sites replaced. Losses are taken at the evaluated positions
+ * that have a next token: the prediction of token p + 1 from position p.
  */
 
 import type { SequenceSource } from "../activations/harvest.js";
 import { type Sequence, sequenceStream } from "../activations/sequences.js";
 import { EvaluationError } from "../core/errors.js";
 import { logSoftmax } from "../core/ops/nn.js";
+import type { CsrRows } from "../core/ops/sparse.js";
 import { fromStorage, type Tensor } from "../core/tensor.js";
+import type { FeatureActs } from "../dictionaries/feature-acts.js";
 import { dictionarySites } from "../dictionaries/sites.js";
-import type { Dictionary } from "../dictionaries/types.js";
+import { type Dictionary, isLayerwise } from "../dictionaries/types.js";
 import type { Intervention } from "../model/gemma3/interventions.js";
 import type { Gemma3Model } from "../model/gemma3/model.js";
 import type { Site } from "../model/gemma3/sites.js";
@@ -47,16 +53,19 @@ export interface EvalOptions extends SequenceSource {
 export interface EvalResult {
   readonly read_site: string;
   readonly write_site: string;
+  /** 1, or the layers a cross-layer transcoder spans (its sites are then "blocks.*.<kind>"). */
+  readonly layers: number;
+  /** Features per layer. */
   readonly width: number;
   /** Tokens evaluated (reconstruction and firing statistics). */
   readonly tokens: number;
   /** Positions whose next-token loss entered the CE/KL metrics. */
   readonly loss_tokens: number;
-  /** Mean active latents per token. */
+  /** Mean active latents per token (summed over layers for a cross-layer transcoder). */
   readonly l0: number;
-  /** Mean squared error per element. */
+  /** Mean squared error per element (averaged over layers). */
   readonly mse: number;
-  /** Fraction of variance unexplained. */
+  /** Fraction of variance unexplained: summed squared errors over summed variances of all layers. */
   readonly fvu: number;
   readonly explained_variance: number;
   /** Latents that never fired. */
@@ -65,6 +74,8 @@ export interface EvalResult {
   readonly dense_fraction: number;
   readonly dense_threshold: number;
   readonly density_histogram: DensityHistogram;
+  /** Per-layer L0, MSE and FVU of a cross-layer transcoder; null for single-site dictionaries. */
+  readonly per_layer: { readonly l0: number[]; readonly mse: number[]; readonly fvu: number[] } | null;
   readonly ce_clean: number;
   readonly ce_spliced: number;
   readonly ce_ablated: number;
@@ -113,30 +124,62 @@ function gather(act: Tensor<"f32">, rows: readonly number[], d: number): Float32
   return out;
 }
 
+/** How the dictionary is applied: one site pair, or one per layer for a cross-layer transcoder. */
+interface Plan {
+  readonly read: readonly Site[];
+  readonly write: readonly Site[];
+  /** Feature acts of layer l (0 for single-site dictionaries) from its input rows. */
+  encode(l: number, x: Tensor<"f32">): FeatureActs;
+  /** Output of layer l from the acts of layers 0..l and layer l's input rows. */
+  decode(l: number, acts: readonly FeatureActs[], x: Tensor<"f32">): Tensor<"f32">;
+}
+
+function planFor(dictionary: Dictionary, model: Gemma3Model): Plan {
+  const spec = dictionary.spec;
+  const { read, write } = dictionarySites(spec, model.config);
+  for (const s of [...read, ...write]) {
+    if (s.axes.length !== 3 || s.axes[1] !== "seq")
+      throw new EvaluationError(`site ${s.name} is not [batch, seq, width]`, spec.source);
+  }
+  if (spec.layers === null)
+    return {
+      read,
+      write,
+      encode: (_, x) => dictionary.encode(x),
+      decode: (_, acts, x) => dictionary.decode(acts[0], x),
+    };
+  if (!isLayerwise(dictionary))
+    throw new EvaluationError("a multi-layer dictionary must encode and decode layer by layer", spec.source);
+  return {
+    read,
+    write,
+    encode: (l, x) => dictionary.encodeLayer(l, x),
+    decode: (l, acts, x) => dictionary.decodeLayer(l, acts, x),
+  };
+}
+
+/** "blocks.3.resid_post", or "blocks.*.mlp_in" for one site per layer. */
+function siteLabel(sites: readonly Site[]): string {
+  return sites.length === 1 ? sites[0].name : sites[0].name.replace(/^blocks\.\d+\./, "blocks.*.");
+}
+
 export async function evaluateDictionary(o: EvalOptions): Promise<EvalResult> {
   const started = performance.now();
   const { model, dictionary } = o;
   const spec = dictionary.spec;
-  if (spec.layers !== null)
-    throw new EvaluationError(
-      "cross-layer transcoders cannot be evaluated yet (only single-site dictionaries)",
-      spec.source,
-    );
-  const { read, write } = dictionarySites(spec, model.config);
-  const readSite = read[0];
-  const writeSite = write[0];
-  for (const s of [readSite, writeSite]) {
-    if (s.axes.length !== 3 || s.axes[1] !== "seq")
-      throw new EvaluationError(`site ${s.name} is not [batch, seq, width]`, spec.source);
-  }
+  const plan = planFor(dictionary, model);
+  const layers = plan.read.length;
   const batchSize = o.batch ?? 8;
   if (!Number.isSafeInteger(batchSize) || batchSize <= 0)
     throw new EvaluationError(`batch must be a positive integer, got ${batchSize}`);
   const limit = o.tokens ?? Number.POSITIVE_INFINITY;
-  const recon = new ReconstructionStats(spec.dOut);
-  const firing = new FiringStats(spec.width);
+  const recon = plan.write.map(() => new ReconstructionStats(spec.dOut));
+  const firing = new FiringStats(layers * spec.width);
+  const firingPerLayer = plan.read.map(() => new FiringStats(spec.width));
   const losses = new LossStats();
   const backend = model.backend;
+  const rowsTensor = (data: Float32Array, d: number): Tensor<"f32"> =>
+    fromStorage(backend, "f32", [data.length / d, d], data);
 
   const runBatch = (seqs: readonly Sequence[]): void => {
     const batch = seqs.length;
@@ -158,30 +201,57 @@ export async function evaluateDictionary(o: EvalOptions): Promise<EvalResult> {
     if (rows.length === 0) return;
     const idsT = fromStorage(backend, "i32", [batch, seq], ids);
     const maskT = fromStorage(backend, "i32", [batch, seq], mask);
-    const clean = model.forward(idsT, { attentionMask: maskT, capture: [readSite, writeSite] });
-    const x = gather(clean.activations.get(readSite), rows, spec.dIn);
-    const target = gather(clean.activations.get(writeSite), rows, spec.dOut);
-    const xT = fromStorage(backend, "f32", [rows.length, spec.dIn], x);
-    const acts = dictionary.encode(xT);
-    const xHat = dictionary.decode(acts, xT).data as Float32Array;
-    recon.add(target, xHat);
-    const csr = acts.toSparse();
-    for (let r = 0; r < csr.rows; r++)
-      firing.addToken(csr.indices.subarray(csr.offsets[r], csr.offsets[r + 1]));
+    const clean = model.forward(idsT, { attentionMask: maskT, capture: [...plan.read, ...plan.write] });
+    const acts: FeatureActs[] = [];
+    const csr: CsrRows[] = [];
+    for (let l = 0; l < layers; l++) {
+      const x = rowsTensor(gather(clean.activations.get(plan.read[l]), rows, spec.dIn), spec.dIn);
+      acts.push(plan.encode(l, x));
+      const yHat = plan.decode(l, acts, x).data as Float32Array;
+      recon[l].add(gather(clean.activations.get(plan.write[l]), rows, spec.dOut), yHat);
+      csr.push(acts[l].toSparse());
+    }
+    for (let r = 0; r < rows.length; r++) {
+      const active: number[] = [];
+      for (let l = 0; l < layers; l++) {
+        const c = csr[l];
+        const idx = c.indices.subarray(c.offsets[r], c.offsets[r + 1]);
+        firingPerLayer[l].addToken(idx);
+        for (const i of idx) active.push(l * spec.width + i);
+      }
+      firing.addToken(active);
+    }
     if (lossRows.length === 0) return;
-    const spliced = model.forward(idsT, {
-      attentionMask: maskT,
-      interventions: [replacing(writeSite, rows, spec.dOut, xHat)],
-    });
+    // Spliced: each layer's input is read in the spliced pass itself (for a CLT, later layers see
+    // the reconstructions of earlier ones); its output is replaced by the reconstruction.
+    const spliceActs: FeatureActs[] = [];
+    const spliceInputs: Tensor<"f32">[] = [];
+    const splice: Intervention[] = [];
+    for (let l = 0; l < layers; l++) {
+      splice.push({
+        site: plan.read[l],
+        apply: (act) => {
+          spliceInputs[l] = rowsTensor(gather(act, rows, spec.dIn), spec.dIn);
+          spliceActs[l] = plan.encode(l, spliceInputs[l]);
+          return act;
+        },
+      });
+      splice.push({
+        site: plan.write[l],
+        apply: (act) =>
+          replaceRows(act, rows, spec.dOut, plan.decode(l, spliceActs, spliceInputs[l]).data as Float32Array),
+      });
+    }
+    const spliced = model.forward(idsT, { attentionMask: maskT, interventions: splice });
     const ablated = model.forward(idsT, {
       attentionMask: maskT,
-      interventions: [replacing(writeSite, rows, spec.dOut, null)],
+      interventions: plan.write.map((site) => replacing(site, rows, spec.dOut, null)),
     });
     const lp = [clean.logits, spliced.logits, ablated.logits].map((l) => logSoftmax(l).data as Float32Array);
     const v = model.config.vocab;
     for (const r of lossRows) {
-      const [c, s, a] = lp.map((l) => l.subarray(r * v, (r + 1) * v));
-      losses.addToken(c, s, a, ids[r + 1]);
+      const [c, sp, a] = lp.map((l) => l.subarray(r * v, (r + 1) * v));
+      losses.addToken(c, sp, a, ids[r + 1]);
     }
   };
 
@@ -191,30 +261,41 @@ export async function evaluateDictionary(o: EvalOptions): Promise<EvalResult> {
     if (pending.length === batchSize) {
       runBatch(pending);
       pending = [];
-      o.onProgress?.(recon.tokens);
-      if (recon.tokens >= limit) break;
+      o.onProgress?.(firing.tokens);
+      if (firing.tokens >= limit) break;
     }
   }
-  if (pending.length > 0 && recon.tokens < limit) runBatch(pending);
-  if (recon.tokens === 0)
+  if (pending.length > 0 && firing.tokens < limit) runBatch(pending);
+  if (firing.tokens === 0)
     throw new EvaluationError("no tokens to evaluate (the data is empty or every token was masked)");
   if (losses.tokens === 0)
     throw new EvaluationError("no next-token predictions to score (every sequence is too short)");
   const denseThreshold = o.denseThreshold ?? 0.1;
+  const sum = (f: (r: ReconstructionStats) => number): number => recon.reduce((a, r) => a + f(r), 0);
+  const fvu = sum((r) => r.meanSquaredErrorNorm) / sum((r) => r.variance);
   return {
-    read_site: readSite.name,
-    write_site: writeSite.name,
+    read_site: siteLabel(plan.read),
+    write_site: siteLabel(plan.write),
+    layers,
     width: spec.width,
-    tokens: recon.tokens,
+    tokens: firing.tokens,
     loss_tokens: losses.tokens,
     l0: firing.l0,
-    mse: recon.mse,
-    fvu: recon.fvu,
-    explained_variance: 1 - recon.fvu,
+    mse: sum((r) => r.mse) / layers,
+    fvu,
+    explained_variance: 1 - fvu,
     dead_fraction: firing.deadFraction,
     dense_fraction: firing.denseFraction(denseThreshold),
     dense_threshold: denseThreshold,
     density_histogram: firing.densityHistogram(o.histogram),
+    per_layer:
+      layers === 1
+        ? null
+        : {
+            l0: firingPerLayer.map((f) => f.l0),
+            mse: recon.map((r) => r.mse),
+            fvu: recon.map((r) => r.fvu),
+          },
     ce_clean: losses.ceClean,
     ce_spliced: losses.ceSpliced,
     ce_ablated: losses.ceAblated,
@@ -232,8 +313,9 @@ export function evalTable(r: EvalResult): string {
   const f = (v: number) => (Number.isInteger(v) ? String(v) : v.toPrecision(4));
   const rows: [string, string][] = [
     ["sites", r.read_site === r.write_site ? r.read_site : `${r.read_site} -> ${r.write_site}`],
-    ["width", String(r.width)],
+    ["width", r.layers > 1 ? `${r.width} per layer` : String(r.width)],
     ["tokens", `${r.tokens} (${r.loss_tokens} next-token predictions)`],
+    ...(r.layers > 1 ? [["layers", String(r.layers)] as [string, string]] : []),
     ["L0", f(r.l0)],
     ["MSE (per element)", f(r.mse)],
     ["FVU", `${f(r.fvu)} (explained variance ${f(r.explained_variance)})`],
@@ -245,6 +327,12 @@ export function evalTable(r: EvalResult): string {
     ["KL spliced / ablated", `${f(r.kl_spliced)} / ${f(r.kl_ablated)}`],
     ["KL score", f(r.kl_score)],
   ];
+  if (r.per_layer !== null) {
+    rows.push(
+      ["L0 per layer", r.per_layer.l0.map(f).join(", ")],
+      ["FVU per layer", r.per_layer.fvu.map(f).join(", ")],
+    );
+  }
   const w = Math.max(...rows.map(([k]) => k.length));
   const h = r.density_histogram;
   const hist = h.counts

@@ -93,7 +93,7 @@ test("eval prints a readable table", () => {
     assert.match(r.stdout, new RegExp(`^${label}`, "m"));
 });
 
-test("eval: bad input exits 1 with one line", () => {
+test("eval: bad input (empty, missing, unknown or site-less dictionary, bad flags) exits 1 with one line", () => {
   const empty = join(root, "empty.jsonl");
   writeFileSync(empty, "");
   const cases: [string[], RegExp][] = [
@@ -101,8 +101,13 @@ test("eval: bad input exits 1 with one line", () => {
     [["--dict", sae, "--data", join(root, "nope.jsonl")], /cannot read the dataset/],
     [["--dict", join(root, "no-dict"), "--data", data], /no-dict/],
     [
-      ["--dict", fixture("dictionaries", "gemma-scope-2-tiny", "clt", "width_64_l0_small"), "--data", data],
-      /cross-layer transcoders/,
+      [
+        "--dict",
+        fixture("dictionaries", "gemma-scope-1-tiny", "layer_2", "width_128", "average_l0_20"),
+        "--data",
+        data,
+      ],
+      /does not say which site it reads/,
     ],
     [["--dict", sae, "--data", data, "--tokens", "x"], /--tokens: must be a positive integer/],
   ];

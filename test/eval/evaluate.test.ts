@@ -3,10 +3,12 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { maskingRules } from "../../src/activations/sequences.js";
 import { referenceBackend } from "../../src/backends/index.js";
-import { fromStorage } from "../../src/core/tensor.js";
+import { fromStorage, type Tensor } from "../../src/core/tensor.js";
 import { relu } from "../../src/dictionaries/activations/relu.js";
 import { Sae } from "../../src/dictionaries/architectures/sae.js";
+import type { FeatureActs } from "../../src/dictionaries/feature-acts.js";
 import { loadDictionary } from "../../src/dictionaries/load.js";
+import { isLayerwise } from "../../src/dictionaries/types.js";
 import { type EvalOptions, evalTable, evaluateDictionary } from "../../src/eval/evaluate.js";
 import { klDivergence, logSoftmax } from "../../src/eval/metrics.js";
 import type { Intervention } from "../../src/model/gemma3/interventions.js";
@@ -214,14 +216,107 @@ test("a Gemma Scope 2 transcoder reads mlp_in and is scored against and spliced 
   assert.ok(Number.isFinite(r.kl_score) && Number.isFinite(r.ce_loss_recovered));
 });
 
-test("a dictionary for another site width or a CLT is refused with a clear error", async () => {
+test("a cross-layer transcoder: pooled FVU from the clean pass, losses from the closed-loop replacement model", async () => {
   const clt = loadDictionary(
     fixture("dictionaries", "gemma-scope-2-tiny", "clt", "width_64_l0_small"),
     referenceBackend,
   );
-  await assert.rejects(evaluateDictionary(options(clt)), /cross-layer transcoders cannot be evaluated yet/);
+  assert.ok(isLayerwise(clt));
+  const o = { ...options(clt), longDocuments: "truncate" as const };
+  const r = await evaluateDictionary(o);
+  const L = model.config.layers;
+  assert.equal(r.layers, L);
+  assert.equal(r.read_site, "blocks.*.mlp_in");
+  assert.equal(r.write_site, "blocks.*.mlp_out");
+  assert.equal(r.per_layer?.fvu.length, L);
+  // Independently, sequence by sequence.
+  const mlpIn = Array.from({ length: L }, (_, l) => parseSite(`blocks.${l}.mlp_in`, model.config));
+  const mlpOut = Array.from({ length: L }, (_, l) => parseSite(`blocks.${l}.mlp_out`, model.config));
+  const err = new Float64Array(L);
+  const sq = new Float64Array(L);
+  const sums = Array.from({ length: L }, () => new Float64Array(D));
+  let n = 0;
+  let active = 0;
+  let ceSpliced = 0;
+  let ceClean = 0;
+  let lossTokens = 0;
+  const v = model.config.vocab;
+  for (const d of docs) {
+    const ids = Array.from(d.ids).slice(0, 24);
+    const keep = ids.map((id, p) => p > 0 && id !== 2 && id !== 0);
+    const positions = keep.flatMap((k, p) => (k ? [p] : []));
+    if (positions.length === 0) continue;
+    const rowsOf = (t: Tensor<"f32">): Tensor<"f32"> => {
+      const src = t.data as Float32Array;
+      const out = new Float32Array(positions.length * D);
+      positions.forEach((p, i) => out.set(src.subarray(p * D, (p + 1) * D), i * D));
+      return fromStorage(referenceBackend, "f32", [positions.length, D], out);
+    };
+    const clean = model.forward([ids], { capture: [...mlpIn, ...mlpOut] });
+    const xs = mlpIn.map((s) => rowsOf(clean.activations.get(s)));
+    const acts = xs.map((x, l) => clt.encodeLayer(l, x));
+    for (let l = 0; l < L; l++) {
+      const y = rowsOf(clean.activations.get(mlpOut[l])).data as Float32Array;
+      const yHat = clt.decodeLayer(l, acts, xs[l]).data as Float32Array;
+      for (let i = 0; i < y.length; i++) {
+        err[l] += (y[i] - yHat[i]) ** 2;
+        sq[l] += y[i] ** 2;
+        sums[l][i % D] += y[i];
+      }
+      active += acts[l].nnz;
+    }
+    n += positions.length;
+    const liveActs: FeatureActs[] = [];
+    const liveX: Tensor<"f32">[] = [];
+    const interventions: Intervention[] = mlpIn.flatMap((site, l) => [
+      {
+        site,
+        apply: (act: Tensor<"f32">) => {
+          liveX[l] = rowsOf(act);
+          liveActs[l] = clt.encodeLayer(l, liveX[l]);
+          return act;
+        },
+      },
+      {
+        site: mlpOut[l],
+        apply: (act: Tensor<"f32">) => {
+          const out = Float32Array.from(act.data as Float32Array);
+          const yHat = clt.decodeLayer(l, liveActs, liveX[l]).data as Float32Array;
+          positions.forEach((p, i) => out.set(yHat.subarray(i * D, (i + 1) * D), p * D));
+          return fromStorage(referenceBackend, "f32", act.shape, out);
+        },
+      },
+    ]);
+    const spliced = model.forward([ids], { interventions }).logits.data as Float32Array;
+    for (const p of positions) {
+      if (p + 1 >= ids.length) continue;
+      ceClean -= logSoftmax((clean.logits.data as Float32Array).subarray(p * v, (p + 1) * v))[ids[p + 1]];
+      ceSpliced -= logSoftmax(spliced.subarray(p * v, (p + 1) * v))[ids[p + 1]];
+      lossTokens++;
+    }
+  }
+  let unexplained = 0;
+  let variance = 0;
+  for (let l = 0; l < L; l++) {
+    let meanSq = 0;
+    for (const x of sums[l]) meanSq += (x / n) ** 2;
+    unexplained += err[l] / n;
+    variance += sq[l] / n - meanSq;
+  }
+  assert.equal(r.tokens, n);
+  close(r.l0, active / n, 1e-12, "l0 summed over layers");
+  close(r.fvu, unexplained / variance, 1e-4, "pooled fvu");
+  close(r.delta_lm_loss, (ceSpliced - ceClean) / lossTokens, 1e-3, "delta LM loss");
+  assert.match(evalTable(r), /FVU per layer/);
+});
+
+test("a dictionary for another site width is refused with a clear error; so is data without tokens", async () => {
   await assert.rejects(
     evaluateDictionary({ ...options(scaledIdentitySae(1)), documents: () => [] }),
     /no tokens to evaluate/,
+  );
+  await assert.rejects(
+    evaluateDictionary(options(scaledIdentitySae(1, "model.layers.3.self_attn.o_proj.input"))),
+    /d_in is 48 but site blocks\.3\.z has width 64/,
   );
 });
