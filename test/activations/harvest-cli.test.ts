@@ -110,7 +110,9 @@ test("harvest --json over JSONL stores every non-BOS token with the activations 
     want.map((w) => w.doc),
   );
   for (const [si, s] of SITES.entries())
-    got.acts.get(s)!.forEach((a, i) => assertClose(a, want[i].acts[si], `${s} row ${i}`));
+    got.acts.get(s)!.forEach((a, i) => {
+      assertClose(a, want[i].acts[si], `${s} row ${i}`);
+    });
   const m = ActivationStore.open(out).manifest;
   assert.equal(m.dataset.format, "jsonl");
   assert.equal(m.dataset.file, "data.jsonl");
@@ -219,7 +221,9 @@ test("harvest resumes: --tokens 30 then --tokens 70 equals one run to 70", async
   const rb = await rowsOf(b);
   assert.equal(ra.ids.length, 70);
   assert.deepEqual(ra.ids, rb.ids);
-  ra.acts.get(SITES[0])!.forEach((v, i) => assertClose(v, rb.acts.get(SITES[0])![i], `row ${i}`));
+  ra.acts.get(SITES[0])!.forEach((v, i) => {
+    assertClose(v, rb.acts.get(SITES[0])![i], `row ${i}`);
+  });
 });
 
 test("bad input exits 1 with one clear line: empty data, unknown site, another model's store, bad flags", () => {

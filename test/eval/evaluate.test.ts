@@ -249,7 +249,9 @@ test("a cross-layer transcoder: pooled FVU from the clean pass, losses from the 
     const rowsOf = (t: Tensor<"f32">): Tensor<"f32"> => {
       const src = t.data as Float32Array;
       const out = new Float32Array(positions.length * D);
-      positions.forEach((p, i) => out.set(src.subarray(p * D, (p + 1) * D), i * D));
+      positions.forEach((p, i) => {
+        out.set(src.subarray(p * D, (p + 1) * D), i * D);
+      });
       return fromStorage(referenceBackend, "f32", [positions.length, D], out);
     };
     const clean = model.forward([ids], { capture: [...mlpIn, ...mlpOut] });
@@ -282,7 +284,9 @@ test("a cross-layer transcoder: pooled FVU from the clean pass, losses from the 
         apply: (act: Tensor<"f32">) => {
           const out = Float32Array.from(act.data as Float32Array);
           const yHat = clt.decodeLayer(l, liveActs, liveX[l]).data as Float32Array;
-          positions.forEach((p, i) => out.set(yHat.subarray(i * D, (i + 1) * D), p * D));
+          positions.forEach((p, i) => {
+            out.set(yHat.subarray(i * D, (i + 1) * D), p * D);
+          });
           return fromStorage(referenceBackend, "f32", act.shape, out);
         },
       },
