@@ -181,10 +181,13 @@ function denseLoss(
       if (c.rule === "jumprelu") {
         const th = p[`layer${l}.threshold`];
         const h = heaviside(pre, th);
-        const l0 = ops.div(ops.sum(h), B);
+        const l0 = ops.sum(h, 1);
         const lam = jumpSpec.sparsityCoefficient * sparsityScale;
         const mu = jumpSpec.frequencyCoefficient * sparsityScale;
-        const quad = ops.mul(ops.square(ops.sub(l0, jumpSpec.targetL0)), (lam * 2) / jumpSpec.targetL0);
+        const quad = ops.mul(
+          ops.sum(ops.square(ops.sub(l0, jumpSpec.targetL0))),
+          (lam * 2) / jumpSpec.targetL0 / B,
+        );
         const freq = ops.mul(
           ops.sum(ops.relu(ops.sub(ops.div(ops.sum(h, 0), B), jumpSpec.frequencyThreshold))),
           mu,

@@ -4,9 +4,10 @@
  * f = z H(z - theta), theta a per-latent parameter (not its log; clamped positive). Gradients:
  * df/dz = H(z - theta); straight-through estimates with the rectangle kernel of bandwidth eps,
  *   df/dtheta = -(theta / eps) K((z - theta) / eps),   dH/dtheta = -(1 / eps) K((z - theta) / eps),
- * K(u) = 1 for |u| < 1/2. Sparsity loss on the batch-mean L0 (L0 = mean_t sum_i H(z_ti - theta_i)):
- *   lambda * (2 / L0*) * (L0 - L0*)^2   (quadratic pull towards the target L0*)
- * + mu * sum_i max(0, p_i - tau)         (p_i = fraction of tokens latent i fires on; tau = 0.1)
+ * K(u) = 1 for |u| < 1/2. Sparsity loss, with l0_t = sum_i H(z_ti - theta_i) the L0 of token t:
+ *   lambda * mean_t (2 / L0*) (l0_t - L0*)^2   (quadratic pull towards the target L0*, per token as
+ *                                               SAELens' Gemma Scope 2 "quadratic" mode)
+ * + mu * sum_i max(0, p_i - tau)               (p_i = fraction of tokens latent i fires on; tau = 0.1)
  * both scaled by the sparsity warm-up. Only the entries with z > theta - eps/2 take part, so the
  * selection is sparse; band entries at z <= 0 (possible only while theta < eps/2) are left out.
  */
@@ -99,7 +100,7 @@ export class JumpReluRule implements ActivationRule {
     const sel = this.last;
     if (sel === null) throw new TrainingError("JumpReLU backward before a training selection");
     const { codes } = sel;
-    const { indices, nnz } = codes;
+    const { indices, offsets, nnz } = codes;
     const z = this.pre.get(nnz);
     const theta = this.theta.data;
     const gTheta = grads.threshold.data;
@@ -108,31 +109,36 @@ export class JumpReluRule implements ActivationRule {
     const fires = this.fires.fill(0);
     const bandCount = this.bandCount.fill(0);
     const half = eps / 2;
-    for (let j = 0; j < nnz; j++) {
-      const i = indices[j];
-      const th = theta[i];
-      const zj = z[j];
-      gPre[j] = zj > th ? gF[j] : 0;
-      if (zj > th) fires[i]++;
-      if (Math.abs(zj - th) < half) {
-        bandCount[i]++;
-        gTheta[i] += gF[j] * (-th / eps);
-      }
-    }
-    const l0 = sel.active / B;
     const lambda = this.spec.sparsityCoefficient * ctx.sparsityScale;
     const mu = this.spec.frequencyCoefficient * ctx.sparsityScale;
-    let loss = lambda * (2 / targetL0) * (l0 - targetL0) ** 2;
-    const dLossDl0 = lambda * (4 / targetL0) * (l0 - targetL0);
     const stepGrad = -1 / (eps * B);
-    for (let i = 0; i < this.width; i++) {
-      const p = fires[i] / B;
-      let d = dLossDl0;
-      if (mu > 0 && p > tau) {
-        loss += mu * (p - tau);
-        d += mu;
+    let loss = 0;
+    for (let r = 0; r < B; r++) {
+      let l0 = 0;
+      for (let j = offsets[r]; j < offsets[r + 1]; j++) if (z[j] > theta[indices[j]]) l0++;
+      loss += (lambda * (2 / targetL0) * (l0 - targetL0) ** 2) / B;
+      // Each band entry's step moves this token's L0: d/dtheta = dLoss/dl0_t * -(1/eps) / B.
+      const dl0 = lambda * (4 / targetL0) * (l0 - targetL0) * stepGrad;
+      for (let j = offsets[r]; j < offsets[r + 1]; j++) {
+        const i = indices[j];
+        const th = theta[i];
+        const zj = z[j];
+        const active = zj > th;
+        gPre[j] = active ? gF[j] : 0;
+        if (active) fires[i]++;
+        if (Math.abs(zj - th) < half) {
+          bandCount[i]++;
+          gTheta[i] += gF[j] * (-th / eps) + dl0;
+        }
       }
-      if (bandCount[i] > 0) gTheta[i] += d * stepGrad * bandCount[i];
+    }
+    if (mu > 0) {
+      for (let i = 0; i < this.width; i++) {
+        const p = fires[i] / B;
+        if (p <= tau) continue;
+        loss += mu * (p - tau);
+        gTheta[i] += mu * stepGrad * bandCount[i];
+      }
     }
     return loss;
   }
