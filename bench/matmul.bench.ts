@@ -1,13 +1,15 @@
 /**
- * Float32 matmul throughput (GFLOP/s) of the native backend beside numpy, in one run: the two are
- * measured in alternating rounds at each shape, numpy in a child process (bench/matmul_numpy.py)
- * with the same thread count, so machine noise hits both. Also the reference backend at one small
- * shape for scale, and the native backend with a bf16 right operand (widened panel by panel).
+ * Float32 matmul throughput (GFLOP/s) of the native backend beside numpy, in one run. numpy runs in
+ * a child process (bench/matmul_numpy.py --serve) with the same thread count, and the two alternate
+ * call by call at each shape, so machine load hits both alike; the ratio is taken per pair of calls.
+ * Also the reference backend at one small shape for scale, and the native backend with a bf16
+ * right operand (widened panel by panel) against f32 at the same shape, alternating the same way.
  *
- * Usage: node dist/bench/matmul.bench.js [--json] [--rounds=3] [--threads=N]
+ * Usage: node dist/bench/matmul.bench.js [--json] [--pairs=7] [--threads=N]
  */
-import { spawnSync } from "node:child_process";
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { referenceBackend } from "../src/backends/reference/index.js";
 import type { Backend, MatmulArgs } from "../src/core/backend.js";
 import {
@@ -34,7 +36,7 @@ const REFERENCE_SHAPE: Shape = [128, 640, 256];
 const BF16_SHAPE: Shape = [2048, 1152, 16384];
 
 const native = nativeOrExit();
-const rounds = numberFlag("rounds", 3);
+const pairs = numberFlag("pairs", 7);
 const threads = numberFlag("threads", native.info().threads);
 native.setThreads(threads);
 
@@ -57,13 +59,8 @@ function args([m, k, n]: Shape, bDtype: MatmulArgs["bDtype"] = "f32"): MatmulArg
   };
 }
 
-/** Median seconds per call of `backend.matmul` at `shape`. */
-function timeBackend(
-  backend: Backend,
-  shape: Shape,
-  bDtype: MatmulArgs["bDtype"] = "f32",
-  minSeconds = 1,
-): number {
+/** A closure running `backend.matmul` once at `shape` and returning its seconds (after one warm-up). */
+function matmulRunner(backend: Backend, shape: Shape, bDtype: MatmulArgs["bDtype"] = "f32"): () => number {
   const [m, k, n] = shape;
   const a = randomFloats(m * k, 1);
   const bf = randomFloats(k * n, 2);
@@ -73,24 +70,53 @@ function timeBackend(
     native.floatToHalf(bf, bDtype, b);
   }
   const out = new Float32Array(m * n);
-  return time(() => backend.matmul(a, b, out, args(shape, bDtype)), 3, minSeconds).median;
+  const run = () => {
+    const t0 = performance.now();
+    backend.matmul(a, b, out, args(shape, bDtype));
+    return (performance.now() - t0) / 1000;
+  };
+  run();
+  return run;
 }
 
-interface NumpyRun {
-  readonly numpy: string;
-  readonly blas: string;
-  readonly results: readonly { readonly median: number }[];
-}
+/** numpy in a child process, driven one command at a time. */
+class Numpy {
+  private readonly child: ChildProcessWithoutNullStreams;
+  private readonly lines: AsyncIterableIterator<string>;
 
-const script = join(packageRoot(), "bench", "matmul_numpy.py");
-const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) };
+  constructor(threadCount: number) {
+    const script = join(packageRoot(), "bench", "matmul_numpy.py");
+    const env = {
+      ...process.env,
+      OPENBLAS_NUM_THREADS: String(threadCount),
+      OMP_NUM_THREADS: String(threadCount),
+    };
+    this.child = spawn("python3", [script, "--serve"], { env });
+    this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
+  }
 
-/** numpy's median seconds at `shape`, or the reason it could not run. */
-function timeNumpy(shape: Shape): { run: NumpyRun } | { error: string } {
-  const r = spawnSync("python3", [script, shape.join(",")], { env, encoding: "utf8", maxBuffer: 1 << 20 });
-  if (r.error) return { error: `python3: ${r.error.message}` };
-  if (r.status !== 0) return { error: (r.stderr.trim().split("\n").pop() ?? "numpy failed").slice(0, 200) };
-  return { run: JSON.parse(r.stdout) as NumpyRun };
+  private async ask(command: string): Promise<string> {
+    this.child.stdin.write(`${command}\n`);
+    const next = await this.lines.next();
+    if (next.done) throw new Error("numpy child exited (is numpy installed?)");
+    return next.value;
+  }
+
+  /** Sets up the shape; returns "numpy <version> (<blas>)". */
+  async shape([m, k, n]: Shape): Promise<string> {
+    const reply = await this.ask(`shape ${m} ${k} ${n}`);
+    const [ok, version, blas] = reply.split(" ");
+    if (ok !== "ok") throw new Error(`numpy: ${reply}`);
+    return `numpy ${version} (${blas})`;
+  }
+
+  async run(): Promise<number> {
+    return Number(await this.ask("run"));
+  }
+
+  close(): void {
+    this.child.stdin.end();
+  }
 }
 
 interface Spread {
@@ -103,67 +129,85 @@ function spread(xs: readonly number[]): Spread {
   return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) };
 }
 
-const nativeG = SHAPES.map(() => [] as number[]);
-const numpyG = SHAPES.map(() => [] as number[]);
-const ratios = SHAPES.map(() => [] as number[]);
+/** Calls per shape: at least `pairs`, more for quick shapes (up to ~2 s of native time). */
+function callsFor(firstSeconds: number): number {
+  return Math.max(pairs, Math.min(200, Math.ceil(2 / Math.max(firstSeconds, 1e-6))));
+}
+
+let numpy: Numpy | undefined = new Numpy(threads);
 let numpyInfo = "";
 let numpyError = "";
-const bf16G: number[] = [];
-const f32AtBf16: number[] = [];
+const rows: { shape: Shape; native: number[]; numpy: number[]; ratio: number[] }[] = [];
 
-for (let r = 0; r < rounds; r++) {
-  SHAPES.forEach((shape, i) => {
-    const nat = gflops(shape, timeBackend(native, shape));
-    nativeG[i].push(nat);
-    if (numpyError) return;
-    const np = timeNumpy(shape);
-    if ("error" in np) {
-      numpyError = np.error;
-      return;
+for (const shape of SHAPES) {
+  const runNative = matmulRunner(native, shape);
+  const row = { shape, native: [] as number[], numpy: [] as number[], ratio: [] as number[] };
+  rows.push(row);
+  if (numpy) {
+    try {
+      numpyInfo = await numpy.shape(shape);
+    } catch (e) {
+      numpyError = e instanceof Error ? e.message : String(e);
+      numpy.close();
+      numpy = undefined;
     }
-    numpyInfo = `numpy ${np.run.numpy} (${np.run.blas})`;
-    const g = gflops(shape, np.run.results[0].median);
-    numpyG[i].push(g);
-    ratios[i].push(nat / g);
-  });
-  const f32 = gflops(BF16_SHAPE, timeBackend(native, BF16_SHAPE));
-  const bf16 = gflops(BF16_SHAPE, timeBackend(native, BF16_SHAPE, "bf16"));
-  f32AtBf16.push(f32);
-  bf16G.push(bf16);
+  }
+  const calls = callsFor(runNative());
+  for (let i = 0; i < calls; i++) {
+    const tn = runNative();
+    row.native.push(gflops(shape, tn));
+    if (!numpy) continue;
+    const tp = await numpy.run();
+    row.numpy.push(gflops(shape, tp));
+    row.ratio.push(tp / tn);
+  }
 }
-const refSeconds = timeBackend(referenceBackend, REFERENCE_SHAPE, "f32", 0.5);
-const nativeSmall = timeBackend(native, REFERENCE_SHAPE);
+numpy?.close();
+
+const runF32 = matmulRunner(native, BF16_SHAPE);
+const runBf16 = matmulRunner(native, BF16_SHAPE, "bf16");
+const f32G: number[] = [];
+const bf16G: number[] = [];
+for (let i = 0; i < pairs; i++) {
+  f32G.push(gflops(BF16_SHAPE, runF32()));
+  bf16G.push(gflops(BF16_SHAPE, runBf16()));
+}
+const refRun = matmulRunner(referenceBackend, REFERENCE_SHAPE);
+const refSeconds = time(() => refRun(), 3, 0.5).median;
+const smallRun = matmulRunner(native, REFERENCE_SHAPE);
+const smallSeconds = time(() => smallRun(), 10, 0.5).median;
 
 const info = native.info();
 const report = {
   date: new Date().toISOString(),
   machine: machine(),
+  loadAverage: process.platform === "linux" ? (await import("node:os")).loadavg() : null,
   threads,
   blas: info.blasConfig,
   numpy: numpyError ? `unavailable: ${numpyError}` : numpyInfo,
-  rounds,
-  shapes: SHAPES.map((shape, i) => ({
+  shapes: rows.map(({ shape, native: n, numpy: p, ratio }) => ({
     m: shape[0],
     k: shape[1],
     n: shape[2],
-    nativeGflops: spread(nativeG[i]),
-    numpyGflops: numpyG[i].length ? spread(numpyG[i]) : null,
-    ratio: ratios[i].length ? spread(ratios[i]) : null,
+    calls: n.length,
+    nativeGflops: spread(n),
+    numpyGflops: p.length ? spread(p) : null,
+    ratio: ratio.length ? spread(ratio) : null,
   })),
   bf16: {
     m: BF16_SHAPE[0],
     k: BF16_SHAPE[1],
     n: BF16_SHAPE[2],
     bf16Gflops: spread(bf16G),
-    f32Gflops: spread(f32AtBf16),
-    ratio: spread(bf16G.map((g, i) => g / f32AtBf16[i])),
+    f32Gflops: spread(f32G),
+    ratio: spread(bf16G.map((g, i) => g / f32G[i])),
   },
   reference: {
     m: REFERENCE_SHAPE[0],
     k: REFERENCE_SHAPE[1],
     n: REFERENCE_SHAPE[2],
     referenceGflops: gflops(REFERENCE_SHAPE, refSeconds),
-    nativeGflops: gflops(REFERENCE_SHAPE, nativeSmall),
+    nativeGflops: gflops(REFERENCE_SHAPE, smallSeconds),
   },
 };
 
@@ -172,16 +216,27 @@ if (wantJson) {
 } else {
   const f = (s: Spread | null, digits = 1) =>
     s ? `${s.median.toFixed(digits)} [${s.min.toFixed(digits)}-${s.max.toFixed(digits)}]` : "n/a";
-  console.log(`float32 matmul, ${threads} threads, ${rounds} rounds (median [min-max] of per-round medians)`);
+  console.log(
+    `float32 matmul, ${threads} threads, native and numpy alternating call by call (median [min-max])`,
+  );
   console.log(`native: ${info.blasConfig}`);
-  console.log(`numpy:  ${report.numpy}\n`);
+  console.log(`numpy:  ${report.numpy}`);
+  if (report.loadAverage)
+    console.log(`load average at the end: ${report.loadAverage.map((l) => l.toFixed(2)).join(" ")}`);
+  console.log("");
   printTable(
-    ["M,K,N", "native GFLOP/s", "numpy GFLOP/s", "native/numpy"],
-    report.shapes.map((s) => [`${s.m},${s.k},${s.n}`, f(s.nativeGflops), f(s.numpyGflops), f(s.ratio, 3)]),
+    ["M,K,N", "calls", "native GFLOP/s", "numpy GFLOP/s", "native/numpy"],
+    report.shapes.map((s) => [
+      `${s.m},${s.k},${s.n}`,
+      String(s.calls),
+      f(s.nativeGflops),
+      f(s.numpyGflops),
+      f(s.ratio, 3),
+    ]),
   );
   const b = report.bf16;
   console.log(
-    `\nbf16 right operand at ${b.m},${b.k},${b.n}: ${f(b.bf16Gflops)} GFLOP/s vs f32 ${f(b.f32Gflops)} (ratio ${f(b.ratio, 3)})`,
+    `\nbf16 right operand at ${b.m},${b.k},${b.n}: ${f(b.bf16Gflops)} GFLOP/s vs f32 ${f(b.f32Gflops)} (bf16/f32 ${f(b.ratio, 3)})`,
   );
   const ref = report.reference;
   console.log(
