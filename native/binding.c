@@ -210,7 +210,7 @@ static void contiguous_out(gb_layout *l) {
 
 /* ---- matmul ---- */
 
-/* (a, b, out, batch, m, k, n, transA, transB, aBatchStride, bBatchStride, bDtype, accumulate) */
+/* (a, b, out, batch, m, k, n, transA, transB, aBatchStride, bBatchStride, bDtype, accumulate, aBf16) */
 static void matmul_parse(call_t *c, arr_t *a, arr_t *b, arr_t *out, gb_matmul_args *g) {
   g->batch = size_arg(c, 3);
   g->m = size_arg(c, 4);
@@ -222,6 +222,7 @@ static void matmul_parse(call_t *c, arr_t *a, arr_t *b, arr_t *out, gb_matmul_ar
   g->b_batch_stride = size_arg(c, 10);
   g->b_dtype = code(c, 11, 3);
   g->accumulate = flag(c, 12);
+  g->a_bf16 = flag(c, 13);
   *a = typed(c, 0, napi_float32_array);
   *b = float_source(c, 1, g->b_dtype);
   *out = typed(c, 2, napi_float32_array);
@@ -236,7 +237,7 @@ static void matmul_parse(call_t *c, arr_t *a, arr_t *b, arr_t *out, gb_matmul_ar
 }
 
 static napi_value js_matmul(napi_env env, napi_callback_info info) {
-  call_t c = begin(env, info, 13);
+  call_t c = begin(env, info, 14);
   arr_t a, b, out;
   gb_matmul_args g;
   matmul_parse(&c, &a, &b, &out, &g);
@@ -277,7 +278,7 @@ static void async_complete(napi_env env, napi_status status, void *data) {
 }
 
 static napi_value js_matmul_async(napi_env env, napi_callback_info info) {
-  call_t c = begin(env, info, 13);
+  call_t c = begin(env, info, 14);
   async_matmul *d = calloc(1, sizeof *d);
   if (!d) {
     napi_throw_error(env, NULL, "native matmul: out of memory");

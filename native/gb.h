@@ -87,9 +87,13 @@ typedef struct {
   int64_t a_batch_stride, b_batch_stride;
   int b_dtype;
   int accumulate;
+  int a_bf16; /* round A's elements to bf16 first (MatmulArgs.aBf16) */
 } gb_matmul_args;
 /* Returns 0, or -1 when scratch memory for a 16-bit right operand could not be allocated. */
 int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_args *args);
+/* out (+)= bf16(A) @ B^T, B bf16 [n, k], on AVX512-BF16 (bf16gemm.c). Returns 0, -1 when out of memory,
+ * or 1 when unsupported here (no AVX512-BF16 build, odd or zero k): the caller falls back. */
+int gb_bf16_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, int64_t k, int64_t n, int accumulate);
 const char *gb_blas_config(void);
 int gb_blas_threads(void);
 void gb_blas_set_threads(int n);

@@ -6,6 +6,8 @@
  * - A bf16/f16 right operand is widened a panel at a time (a block of columns of B, or of rows of a
  *   transposed B) into a scratch buffer of at most a few MB, and sgemm runs per panel writing the
  *   matching columns of `out`: no full f32 copy of a weight is ever made.
+ * - `a_bf16` (MatmulArgs.aBf16: A rounded to bf16): a bf16 B stored [n, k] with a plain A goes to the
+ *   AVX512-BF16 kernel in bf16gemm.c; every other case rounds a copy of A and continues as below.
  * - One sgemm runs at a time in the process (a mutex); OpenBLAS threads do the parallelism, and the
  *   kernel pool goes single-threaded meanwhile (gb_blas_begin/end), so it never adds threads on top
  *   of OpenBLAS's.
@@ -94,6 +96,18 @@ static int run_one(const float *a, const void *b, float *out, int64_t m, int64_t
   return 0;
 }
 
+/* out[i] = a[i] rounded to the nearest bf16 (ties to even; NaN stays NaN), as an f32 value. */
+static void round_to_bf16(const float *a, float *out, int64_t n) {
+  const uint32_t *s = (const uint32_t *)a;
+  uint32_t *o = (uint32_t *)out;
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t x = s[i];
+    uint32_t r = (x + 0x7fffu + ((x >> 16) & 1u)) & 0xffff0000u;
+    o[i] = (x & 0x7fffffffu) > 0x7f800000u ? (x | 0x400000u) & 0xffff0000u : r;
+  }
+}
+
 int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_args *g) {
   int64_t m = g->m, k = g->k, n = g->n;
   if (g->batch == 0 || m == 0 || n == 0) return 0;
@@ -106,6 +120,20 @@ int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_arg
   int64_t scratch_len = 0;
   int rc = 0;
   int merge = g->batch > 1 && g->b_batch_stride == 0 && !g->trans_a && g->a_batch_stride == m * k;
+  float *rounded = NULL;
+  if (g->a_bf16) {
+    if (g->b_dtype == GB_BF16 && g->trans_b && !g->trans_a && (merge || g->batch == 1)) {
+      rc = gb_bf16_gemm_nt(a, b, out, g->batch * m, k, n, g->accumulate);
+      if (rc <= 0) return rc;
+      rc = 0;
+    }
+    /* No bf16 kernel for this case: round every element of A the batches read, then the usual path. */
+    int64_t len = (g->batch - 1) * g->a_batch_stride + m * k;
+    rounded = malloc((size_t)len * sizeof(float));
+    if (!rounded) return -1;
+    round_to_bf16(a, rounded, len);
+    a = rounded;
+  }
   if (merge || g->batch == 1) {
     rc = run_one(a, b, out, g->batch * m, k, n, g->trans_a, g->trans_b, g->b_dtype, beta, &scratch, &scratch_len);
   } else {
@@ -117,5 +145,6 @@ int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_arg
     }
   }
   free(scratch);
+  free(rounded);
   return rc;
 }

@@ -82,6 +82,11 @@ export interface MatmulArgs {
   readonly bDtype: "f32" | HalfDType;
   /** When true, add into `out` instead of overwriting it. */
   readonly accumulate: boolean;
+  /**
+   * When true, A's elements are first rounded to bf16 (nearest even): products with a bf16 B are then
+   * exact in f32, and backends may use native bf16 dot products. Default false (A used as is).
+   */
+  readonly aBf16?: boolean;
 }
 
 /** Elementwise binary op over an N-d output with broadcast strides for each input. */

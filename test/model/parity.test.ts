@@ -10,22 +10,59 @@
  * noise. Measured on these fixtures: max error <= 2.2 % and mean error <= 0.22 % of scale. We allow
  * max <= 4 % and mean <= 0.4 % of scale; real mistakes are far larger (RoPE scaling dropped on the
  * global layer: max 143 %; attention scale from head_dim instead of query_pre_attn_scalar: mean 0.9 %;
- * sliding window off by one: max 85 %).
+ * sliding window off by one: max 85 %). The `bf16MatmulInputs` mode (activations rounded to bf16 at
+ * the projections, as transformers does) must meet the same bf16 tolerance.
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { describe, test } from "node:test";
 import { availableBackends } from "../../src/backends/index.js";
+import type { Backend } from "../../src/core/backend.js";
+import type { Tensor } from "../../src/core/tensor.js";
 import { openSafetensors } from "../../src/io/safetensors-sharded.js";
 import { generate } from "../../src/model/gemma3/generate.js";
 import { loadGemma3 } from "../../src/model/gemma3/model.js";
 import { listSites } from "../../src/model/gemma3/sites.js";
-import { errorsAtValid, modelFixtures } from "./helpers.js";
+import { errorsAtValid, type ModelFixture, modelFixtures } from "./helpers.js";
 
 const TOLERANCE: Readonly<Record<string, { max: number; mean: number }>> = {
   float32: { max: 1e-4, mean: 1e-4 },
   bfloat16: { max: 0.04, mean: 0.004 },
 };
+
+/** Sites (and the logits) whose errors against the fixture exceed the tolerance. */
+function siteFailures(fx: ModelFixture, backend: Backend, bf16MatmulInputs: boolean): string[] {
+  const tol = TOLERANCE[fx.computeDtype];
+  assert.ok(tol, `unknown compute dtype ${fx.computeDtype}`);
+  const model = loadGemma3(fx.modelDir, backend);
+  const file = openSafetensors(fx.fixture);
+  const ids = file.readTensorSync("input_ids", backend);
+  const mask = file.readTensorSync("attention_mask", backend);
+  const positions = file.readTensorSync("position_ids", backend);
+  const all = listSites(model.config);
+  const out = model.forward(ids, {
+    attentionMask: mask,
+    positionIds: positions,
+    capture: all,
+    bf16MatmulInputs,
+  });
+  const valid = mask.data as Int32Array;
+  const seq = ids.shape[1];
+  const failures: string[] = [];
+  const check = (what: string, got: Tensor, seqAxis: number, name: string) => {
+    const e = errorsAtValid(got, file.readTensorSync(name, backend), seqAxis, valid, seq);
+    assert.ok(e.count > 0 && e.scale > 0, `${what}: nothing compared`);
+    if (!(e.maxAbs <= tol.max * e.scale) || !(e.meanAbs <= tol.mean * e.scale)) {
+      failures.push(
+        `${what}: max ${e.maxAbs.toExponential(2)}, mean ${e.meanAbs.toExponential(2)}, scale ${e.scale.toFixed(3)}`,
+      );
+    }
+  };
+  for (const site of all) check(site.name, out.activations.get(site), site.seqAxis, `act.${site.name}`);
+  check("logits", out.logits, 1, "logits");
+  file.close();
+  return failures;
+}
 
 const fixtures = modelFixtures();
 
@@ -48,37 +85,14 @@ for (const fx of fixtures) {
   }, () => {
     for (const backend of availableBackends()) {
       test(`${backend.name}: every site and the logits match transformers`, () => {
-        const tol = TOLERANCE[fx.computeDtype];
-        assert.ok(tol, `unknown compute dtype ${fx.computeDtype}`);
-        const model = loadGemma3(fx.modelDir, backend);
-        const file = openSafetensors(fx.fixture);
-        const ids = file.readTensorSync("input_ids", backend);
-        const mask = file.readTensorSync("attention_mask", backend);
-        const positions = file.readTensorSync("position_ids", backend);
-        const all = listSites(model.config);
-        const out = model.forward(ids, { attentionMask: mask, positionIds: positions, capture: all });
-        const valid = mask.data as Int32Array;
-        const seq = ids.shape[1];
-        const failures: string[] = [];
-        const check = (
-          what: string,
-          got: Parameters<typeof errorsAtValid>[0],
-          seqAxis: number,
-          name: string,
-        ) => {
-          const e = errorsAtValid(got, file.readTensorSync(name, backend), seqAxis, valid, seq);
-          assert.ok(e.count > 0 && e.scale > 0, `${what}: nothing compared`);
-          if (!(e.maxAbs <= tol.max * e.scale) || !(e.meanAbs <= tol.mean * e.scale)) {
-            failures.push(
-              `${what}: max ${e.maxAbs.toExponential(2)}, mean ${e.meanAbs.toExponential(2)}, scale ${e.scale.toFixed(3)}`,
-            );
-          }
-        };
-        for (const site of all) check(site.name, out.activations.get(site), site.seqAxis, `act.${site.name}`);
-        check("logits", out.logits, 1, "logits");
-        file.close();
-        assert.deepEqual(failures, []);
+        assert.deepEqual(siteFailures(fx, backend, false), []);
       });
+      if (fx.computeDtype === "bfloat16") {
+        // Rounding the matmul inputs to bf16 is what transformers does; the same tolerance holds.
+        test(`${backend.name}: with bf16 matmul inputs too`, () => {
+          assert.deepEqual(siteFailures(fx, backend, true), []);
+        });
+      }
 
       test(`${backend.name}: greedy generation is token-identical`, () => {
         const model = loadGemma3(fx.modelDir, backend);

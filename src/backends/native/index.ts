@@ -71,6 +71,7 @@ interface Addon extends SparseAddon, TrainingAddon {
     bBatchStride: number,
     bDtype: DtypeCode,
     accumulate: boolean,
+    aBf16: boolean,
   ): void;
   matmulAsync(...args: Parameters<Addon["matmul"]>): Promise<void>;
   unary(op: number, x: Float32Array, out: Float32Array): void;
@@ -235,6 +236,7 @@ function matmulArgs(a: Float32Array, b: FloatSource, out: Float32Array, g: Matmu
     g.bBatchStride,
     DTYPE[g.bDtype],
     g.accumulate,
+    g.aBf16 ?? false,
   ] as const;
 }
 

@@ -5,7 +5,7 @@
  * Loop orders: i-k-j for a row-major B, row dot products for a transposed B.
  */
 import type { FloatSource, MatmulArgs } from "../../core/backend.js";
-import { bf16ToF32, f16ToF32 } from "../../core/half.js";
+import { bf16ToF32, f16ToF32, f32ToBf16 } from "../../core/half.js";
 
 /** Row `row` of stored B (`len` elements from `start`) as float32: a view for f32, else widened. */
 function readRow(
@@ -37,8 +37,16 @@ function rowsOfA(
   return scratch;
 }
 
+/** A copy of `a` with every element rounded to the nearest bf16 value. */
+function roundedToBf16(a: Float32Array): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = bf16ToF32(f32ToBf16(a[i]));
+  return out;
+}
+
 export function matmul(a: Float32Array, b: FloatSource, out: Float32Array, args: MatmulArgs): void {
   const { batch, m, k, n, transA, transB, aBatchStride, bBatchStride, bDtype, accumulate } = args;
+  if (args.aBf16 && batch > 0) a = roundedToBf16(a.subarray(0, (batch - 1) * aBatchStride + m * k));
   const bScratch = new Float32Array(transB ? k : n);
   const aScratch = new Float32Array(transA ? m * k : 0);
   for (let t = 0; t < batch; t++) {

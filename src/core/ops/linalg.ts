@@ -24,6 +24,12 @@ export interface MatmulOptions {
   readonly transA?: boolean;
   /** Use b's last two axes transposed. */
   readonly transB?: boolean;
+  /**
+   * Round a's elements to bf16 before multiplying (what bf16 inference frameworks compute; with a
+   * bf16 b the native backend then uses bf16 dot products). Gradients treat the rounding as the
+   * identity. Default false.
+   */
+  readonly aBf16?: boolean;
 }
 
 interface KernelCall {
@@ -38,7 +44,7 @@ interface Plan {
   readonly calls: KernelCall[];
 }
 
-function plan(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Plan {
+function plan(a: Tensor, b: Tensor, transA: boolean, transB: boolean, aBf16: boolean): Plan {
   backendOf("matmul", a, b);
   requireDType("matmul", a, "f32", "left operand");
   if (b.dtype === "i32") fail("matmul", "right operand must be f32, bf16 or f16, got i32");
@@ -68,6 +74,7 @@ function plan(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Plan {
     transB,
     bDtype: b.dtype === "f32" ? "f32" : b.dtype,
     accumulate: false,
+    ...(aBf16 ? { aBf16: true } : {}),
   } as const;
 
   // A 2-d right operand with a plain left operand: all of a's rows form one [batch * m, k] matrix.
@@ -157,7 +164,7 @@ function record(a: Tensor, b: Tensor, transA: boolean, transB: boolean, out: Ten
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor<"f32"> {
   const transA = options.transA ?? false;
   const transB = options.transB ?? false;
-  const p = plan(a, b, transA, transB);
+  const p = plan(a, b, transA, transB, options.aBf16 ?? false);
   const out = makeF32(a.backend, p.outShape);
   for (const c of p.calls) {
     a.backend.matmul(
@@ -175,7 +182,7 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
 export async function matmulAsync(a: Tensor, b: Tensor, options: MatmulOptions = {}): Promise<Tensor<"f32">> {
   const transA = options.transA ?? false;
   const transB = options.transB ?? false;
-  const p = plan(a, b, transA, transB);
+  const p = plan(a, b, transA, transB, options.aBf16 ?? false);
   const out = makeF32(a.backend, p.outShape);
   for (const c of p.calls) {
     await a.backend.matmulAsync(

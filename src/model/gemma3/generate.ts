@@ -41,6 +41,8 @@ export interface GenerateOptions extends SamplingOptions {
   readonly onToken?: (event: TokenEvent) => void;
   /** Left-padding id for prompts of different lengths (default: the config's pad id, else 0). */
   readonly padTokenId?: number;
+  /** See `ForwardOptions.bf16MatmulInputs` (faster on bf16 checkpoints; default false). */
+  readonly bf16MatmulInputs?: boolean;
 }
 
 export type FinishReason = "stop" | "length";
@@ -153,6 +155,7 @@ export function* generationSteps(
   const cache = model.newCache(batch);
   const vocab = config.vocab;
   const interventions = options.interventions ?? [];
+  const bf16MatmulInputs = options.bf16MatmulInputs ?? false;
 
   let out = model.forward(ids, {
     attentionMask: mask,
@@ -160,6 +163,7 @@ export function* generationSteps(
     cache,
     interventions,
     logits: "last",
+    bf16MatmulInputs,
   });
   for (let step = 0; step < maxNew; step++) {
     const logits = out.logits.data;
@@ -188,6 +192,7 @@ export function* generationSteps(
         cache,
         interventions,
         logits: "last",
+        bf16MatmulInputs,
       },
     );
     for (let r = 0; r < batch; r++) next[r]++;

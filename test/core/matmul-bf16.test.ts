@@ -1,0 +1,123 @@
+/**
+ * matmul with `aBf16` (left operand rounded to bf16) on every backend, against float64 loops over
+ * the rounded values: the native bf16 dot-product kernel (bf16 B stored [n, k], untransposed A; all
+ * row/column tails of its 8 x 32 tiles, several column blocks, accumulate, merged batches) and the
+ * fallbacks (odd k, f32 B, transposed A, unmergeable batches). Also the op-level option and its
+ * gradient (the rounding is treated as the identity).
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { availableBackends } from "../../src/backends/index.js";
+import { grad } from "../../src/core/autograd.js";
+import type { MatmulArgs } from "../../src/core/backend.js";
+import { bf16ToF32, f32ToBf16 } from "../../src/core/half.js";
+import { cast } from "../../src/core/ops/cast.js";
+import { matmul } from "../../src/core/ops/linalg.js";
+import { sum } from "../../src/core/ops/reduce.js";
+import { Rng } from "../../src/core/random.js";
+import { fromStorage } from "../../src/core/tensor.js";
+
+function uniform(n: number, seed: number): Float32Array {
+  const r = new Rng(seed);
+  return Float32Array.from({ length: n }, () => 2 * r.uniform() - 1);
+}
+
+const round = (x: number) => bf16ToF32(f32ToBf16(x));
+
+/** float64 out = op(round(A)) @ op(B) (+ init), per MatmulArgs. */
+function expected(a: Float32Array, b: Float32Array, init: Float32Array, g: MatmulArgs): Float64Array {
+  const { batch, m, k, n } = g;
+  const out = Float64Array.from(init);
+  for (let t = 0; t < batch; t++) {
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let p = 0; p < k; p++) {
+          const av = a[t * g.aBatchStride + (g.transA ? p * m + i : i * k + p)];
+          const bv = b[t * g.bBatchStride + (g.transB ? j * k + p : p * n + j)];
+          s += (g.aBf16 ? round(av) : av) * bv;
+        }
+        const o = t * m * n + i * n + j;
+        out[o] = (g.accumulate ? out[o] : 0) + s;
+      }
+    }
+  }
+  return out;
+}
+
+const base: MatmulArgs = {
+  batch: 1,
+  m: 1,
+  k: 2,
+  n: 1,
+  transA: false,
+  transB: true,
+  aBatchStride: 0,
+  bBatchStride: 0,
+  bDtype: "bf16",
+  accumulate: false,
+  aBf16: true,
+};
+
+const CASES: [string, Partial<MatmulArgs>][] = [
+  ["single row (decoding)", { m: 1, k: 64, n: 70 }],
+  ["few rows, k not a multiple of 32", { m: 3, k: 38, n: 9 }],
+  ["row and column tails", { m: 11, k: 6, n: 33 }],
+  ["full tiles, several column blocks", { m: 16, k: 40, n: 96 }],
+  ["more rows than one row block", { m: 300, k: 10, n: 40 }],
+  ["accumulate", { m: 9, k: 8, n: 31, accumulate: true }],
+  ["merged batches sharing B", { batch: 3, m: 5, k: 12, n: 20, aBatchStride: 60 }],
+  ["odd k (fallback)", { m: 4, k: 7, n: 9 }],
+  ["f32 B (fallback)", { m: 4, k: 8, n: 9, bDtype: "f32" }],
+  ["untransposed B (fallback)", { m: 4, k: 8, n: 9, transB: false }],
+  ["transposed A (fallback)", { m: 4, k: 8, n: 9, transA: true }],
+  ["batched B (fallback)", { batch: 2, m: 3, k: 8, n: 5, aBatchStride: 24, bBatchStride: 40 }],
+  ["without rounding", { m: 9, k: 8, n: 33, aBf16: false }],
+];
+
+for (const backend of availableBackends()) {
+  describe(`matmul aBf16 (${backend.name})`, () => {
+    CASES.forEach(([label, over], c) => {
+      test(label, () => {
+        const g: MatmulArgs = { ...base, ...over };
+        const a = uniform((g.batch - 1) * g.aBatchStride + g.m * g.k, 10 + c);
+        const bf = uniform((g.batch - 1) * g.bBatchStride + g.k * g.n, 100 + c);
+        // B holds exactly representable bf16 values, so only A's rounding is in question.
+        const bExact = Float32Array.from(bf, round);
+        let b: Float32Array | Uint16Array = bExact;
+        if (g.bDtype === "bf16") b = Uint16Array.from(bf, f32ToBf16);
+        const init = g.accumulate
+          ? uniform(g.batch * g.m * g.n, 7)
+          : new Float32Array(g.batch * g.m * g.n).fill(Number.NaN);
+        const out = Float32Array.from(init);
+        backend.matmul(a, b, out, g);
+        const want = expected(a, bExact, init, g);
+        for (let i = 0; i < out.length; i++) {
+          assert.ok(
+            Math.abs(out[i] - want[i]) <= 2e-6 * g.k + 1e-6,
+            `${label}[${i}]: ${out[i]} vs ${want[i]}`,
+          );
+        }
+        if (g.aBf16) {
+          // The rounding matters: the unrounded product differs somewhere.
+          const plain = expected(a, bExact, init, { ...g, aBf16: false });
+          assert.ok(plain.some((v, i) => Math.abs(v - want[i]) > 1e-4));
+        }
+      });
+    });
+
+    test("op option and gradient", () => {
+      const x = fromStorage(backend, "f32", [5, 8], uniform(40, 3));
+      const w = cast(fromStorage(backend, "f32", [6, 8], uniform(48, 4)), "bf16");
+      const y = matmul(x, w, { transB: true, aBf16: true }).toFloat32Array();
+      const yr = matmul(fromStorage(backend, "f32", [5, 8], x.toFloat32Array().map(round)), w, {
+        transB: true,
+      });
+      const r = yr.toFloat32Array();
+      for (let i = 0; i < y.length; i++) assert.ok(Math.abs(y[i] - r[i]) <= 1e-5, `y[${i}]`);
+      const gx = grad((p: { x: typeof x }) => sum(matmul(p.x, w, { transB: true, aBf16: true })))({ x }).x;
+      const gPlain = grad((p: { x: typeof x }) => sum(matmul(p.x, w, { transB: true })))({ x }).x;
+      assert.deepEqual(Array.from(gx.toFloat32Array()), Array.from(gPlain.toFloat32Array()));
+    });
+  });
+}
