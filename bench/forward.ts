@@ -5,7 +5,8 @@
  * once per dtype under .cache/bench/, and both implementations load that same directory. Each
  * implementation runs in its own child process (so peak RSS is its own), `--rounds` times,
  * alternating glassbox and PyTorch so machine load hits both alike; the best time per point is
- * reported (the machine is shared), with the median in --json. PyTorch runs
+ * reported (the machine is shared), with the medians below it. bf16 checkpoints are also run with
+ * `bf16MatmulInputs` (activations rounded to bf16 at the projections, as PyTorch computes them). PyTorch runs
  * reference/bench_forward.py with the same token ids and thread count when reference/.venv exists.
  * A trained models/tiny-gemma3 is measured too when present.
  *
@@ -38,6 +39,8 @@ interface Args {
   json: boolean;
   child: string | null;
   modelDir: string | null;
+  /** Child mode: run with `bf16MatmulInputs`. */
+  bf16Inputs: boolean;
 }
 
 function parseArgs(argv: readonly string[]): Args {
@@ -57,6 +60,7 @@ function parseArgs(argv: readonly string[]): Args {
     json: argv.includes("--json"),
     child: argv.includes("--child") ? get("child", "") : null,
     modelDir: argv.includes("--model-dir") ? get("model-dir", "") : null,
+    bf16Inputs: argv.includes("--bf16-inputs"),
   };
 }
 
@@ -95,16 +99,17 @@ function runGlassbox(args: Args, dir: string): RunResult {
   const loadSeconds = (performance.now() - t0) / 1000;
   const rssLoaded = process.resourceUsage().maxRSS * 1024;
   const vocab = model.config.vocab;
+  const bf16MatmulInputs = args.bf16Inputs;
   const forward: PointResult[] = [];
   for (const point of args.points.split(",")) {
     const [seq, batch] = point.split("x").map(Number);
     const ids = idsFor(batch, seq, vocab);
-    model.forward(ids);
+    model.forward(ids, { bf16MatmulInputs });
     const seconds: number[] = [];
     let logit0 = 0;
     for (let r = 0; r < args.reps; r++) {
       const t = performance.now();
-      const out = model.forward(ids);
+      const out = model.forward(ids, { bf16MatmulInputs });
       seconds.push((performance.now() - t) / 1000);
       logit0 = out.logits.data[0];
     }
@@ -113,18 +118,19 @@ function runGlassbox(args: Args, dir: string): RunResult {
   let gen: RunResult["generate"] = null;
   if (args.genNew > 0) {
     const prompt = idsFor(1, args.genPrompt, vocab)[0];
-    generate(model, prompt, { maxNewTokens: 2, stopTokens: [] });
+    generate(model, prompt, { maxNewTokens: 2, stopTokens: [], bf16MatmulInputs });
     const seconds: number[] = [];
     let tokens: number[] = [];
     for (let r = 0; r < args.reps; r++) {
       const t = performance.now();
-      tokens = generate(model, prompt, { maxNewTokens: args.genNew, stopTokens: [] }).tokens[0];
+      tokens = generate(model, prompt, { maxNewTokens: args.genNew, stopTokens: [], bf16MatmulInputs })
+        .tokens[0];
       seconds.push((performance.now() - t) / 1000);
     }
     gen = { prompt: args.genPrompt, new_tokens: args.genNew, seconds, tokens };
   }
   return {
-    impl: `glassbox-${backend.name}`,
+    impl: `glassbox-${backend.name}${bf16MatmulInputs ? " bf16MatmulInputs" : ""}`,
     dtype: model.dtype,
     load_seconds: loadSeconds,
     rss_loaded: rssLoaded,
@@ -193,31 +199,27 @@ async function main(): Promise<void> {
   const nodeArgs = compiled ? [script] : ["--import", "tsx", script];
   const report: Record<string, unknown>[] = [];
   for (const m of models) {
-    const runs: { glassbox: RunResult[]; pytorch: RunResult[] } = { glassbox: [], pytorch: [] };
+    const runs: Record<string, RunResult[]> = { glassbox: [] };
+    if (m.dtype === "bf16") runs["glassbox, bf16 inputs"] = [];
+    if (torch) runs.PyTorch = [];
+    const child = [...nodeArgs, "--child", "ts", "--model-dir", m.dir, ...childArgs(args, m.dtype)];
     for (let round = 0; round < args.rounds; round++) {
-      runs.glassbox.push(
+      runs.glassbox.push(spawnJson(process.execPath, child, env));
+      runs["glassbox, bf16 inputs"]?.push(spawnJson(process.execPath, [...child, "--bf16-inputs"], env));
+      runs.PyTorch?.push(
         spawnJson(
-          process.execPath,
-          [...nodeArgs, "--child", "ts", "--model-dir", m.dir, ...childArgs(args, m.dtype)],
+          PYTHON,
+          [
+            join(repoRoot, "reference", "bench_forward.py"),
+            "--model-dir",
+            m.dir,
+            "--threads",
+            String(args.threads),
+            ...childArgs(args, m.dtype),
+          ],
           env,
         ),
       );
-      if (torch) {
-        runs.pytorch.push(
-          spawnJson(
-            PYTHON,
-            [
-              join(repoRoot, "reference", "bench_forward.py"),
-              "--model-dir",
-              m.dir,
-              "--threads",
-              String(args.threads),
-              ...childArgs(args, m.dtype),
-            ],
-            env,
-          ),
-        );
-      }
     }
     const checkpointBytes = statSync(join(m.dir, "model.safetensors")).size;
     report.push({ model: m.name, dtype: m.dtype, checkpointBytes, runs });
@@ -245,42 +247,53 @@ function printModel(
   name: string,
   dtype: string,
   checkpointBytes: number,
-  runs: { glassbox: RunResult[]; pytorch: RunResult[] },
+  runs: Record<string, RunResult[]>,
 ): void {
-  console.log(`\n${name}, ${dtype} weights (checkpoint ${mib(checkpointBytes)} MiB)`);
-  console.log("| point | glassbox tok/s | PyTorch tok/s | ratio |");
-  console.log("|---|---|---|---|");
-  const points = runs.glassbox[0].forward;
-  points.forEach((p, i) => {
-    const tokens = p.seq * p.batch;
-    const g = min(runs.glassbox.flatMap((r) => r.forward[i].seconds));
-    const t = runs.pytorch.length ? min(runs.pytorch.flatMap((r) => r.forward[i].seconds)) : Number.NaN;
+  const impls = Object.keys(runs);
+  const torch = runs.PyTorch;
+  console.log(
+    `\n${name}, ${dtype} weights (checkpoint ${mib(checkpointBytes)} MiB); best of ${runs.glassbox.length * runs.glassbox[0].forward[0].seconds.length} runs, tokens/s`,
+  );
+  const ratioCols = impls.filter((k) => k !== "PyTorch" && torch);
+  console.log(`| point | ${impls.join(" | ")} | ${ratioCols.map((k) => `${k} / PyTorch`).join(" | ")} |`);
+  console.log(`|---|${impls.map(() => "---|").join("")}${ratioCols.map(() => "---|").join("")}`);
+  const rate = (rs: RunResult[], tokens: number, secs: (r: RunResult) => number[]) =>
+    tokens / min(rs.flatMap(secs));
+  const row = (label: string, tokens: number, secs: (r: RunResult) => number[]) => {
+    const rates = Object.fromEntries(impls.map((k) => [k, rate(runs[k], tokens, secs)]));
+    const ratios = ratioCols.map((k) => (rates[k] / rates.PyTorch).toFixed(2));
     console.log(
-      `| forward seq ${p.seq} x batch ${p.batch} | ${(tokens / g).toFixed(1)} | ${(tokens / t).toFixed(1)} | ${(t / g).toFixed(2)} |`,
+      `| ${label} | ${impls.map((k) => rates[k].toFixed(1)).join(" | ")} | ${ratios.join(" | ")} |`,
     );
+  };
+  runs.glassbox[0].forward.forEach((p, i) => {
+    row(`forward seq ${p.seq} x batch ${p.batch}`, p.seq * p.batch, (r) => r.forward[i].seconds);
   });
   const gen = runs.glassbox[0].generate;
   if (gen) {
-    const g = min(runs.glassbox.flatMap((r) => r.generate?.seconds ?? []));
-    const t = runs.pytorch.length ? min(runs.pytorch.flatMap((r) => r.generate?.seconds ?? [])) : Number.NaN;
-    console.log(
-      `| generate ${gen.new_tokens} tokens (prompt ${gen.prompt}, batch 1) | ${(gen.new_tokens / g).toFixed(1)} | ${(gen.new_tokens / t).toFixed(1)} | ${(t / g).toFixed(2)} |`,
+    row(
+      `generate ${gen.new_tokens} tokens (prompt ${gen.prompt}, batch 1)`,
+      gen.new_tokens,
+      (r) => r.generate?.seconds ?? [],
     );
   }
   const rss = (rs: RunResult[]) =>
-    rs.length ? `${mib(min(rs.map((r) => r.rss_loaded)))} / ${mib(min(rs.map((r) => r.rss_peak)))}` : "-";
+    `${mib(min(rs.map((r) => r.rss_loaded)))} / ${mib(min(rs.map((r) => r.rss_peak)))}`;
+  console.log(`peak RSS MiB after load / at end: ${impls.map((k) => `${k} ${rss(runs[k])}`).join("; ")}`);
   console.log(
-    `peak RSS MiB (after load / at end): glassbox ${rss(runs.glassbox)}, PyTorch ${rss(runs.pytorch)}`,
+    `logit[0,0,0]: ${impls.map((k) => `${k} ${runs[k][0].forward[0].logit0.toFixed(5)}`).join("; ")}`,
   );
-  const same =
-    runs.pytorch.length && runs.glassbox[0].generate && runs.pytorch[0].generate
-      ? JSON.stringify(runs.glassbox[0].generate.tokens) === JSON.stringify(runs.pytorch[0].generate.tokens)
-      : null;
+  if (torch && gen) {
+    const ref = JSON.stringify(torch[0].generate?.tokens);
+    console.log(
+      `greedy tokens equal PyTorch's: ${impls
+        .filter((k) => k !== "PyTorch")
+        .map((k) => `${k} ${JSON.stringify(runs[k][0].generate?.tokens) === ref}`)
+        .join("; ")}`,
+    );
+  }
   console.log(
-    `logit[0,0,0]: glassbox ${points[0].logit0.toFixed(5)}, PyTorch ${runs.pytorch[0]?.forward[0].logit0.toFixed(5) ?? "-"}; greedy tokens identical: ${same}`,
-  );
-  console.log(
-    `median forward seconds, glassbox: ${points.map((_, i) => median(runs.glassbox.flatMap((r) => r.forward[i].seconds)).toFixed(2)).join(", ")}`,
+    `median forward seconds: ${impls.map((k) => `${k} ${runs.glassbox[0].forward.map((_, i) => median(runs[k].flatMap((r) => r.forward[i].seconds)).toFixed(2)).join(", ")}`).join("; ")}`,
   );
 }
 
