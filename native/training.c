@@ -7,12 +7,15 @@
  *       -> -1, or the position in `indices` of an out-of-range index (nothing written then)
  *   kthLargest(x, n, k) -> the k-th largest positive value (see the contract)
  *   adamUpdate(w, g, m | null, v, beta1, beta2, eps, stepSize, vScale)
+ *   projectOutRows(w, g, rows, cols)
+ *   normalizeRows(w, rows, cols)
  *
  * sparseDot splits rows across the kernel pool, one vectorised dot product per stored entry.
  * kthLargest is a two-pass radix select on the bit patterns of positive floats (which order like the
  * floats): a histogram of the high 16 bits picks the bucket holding the k-th value, a histogram of
  * the low 16 bits inside that bucket picks the value; each pool part fills its own histogram.
- * adamUpdate runs in double precision like the reference, split across the pool.
+ * adamUpdate runs in double precision like the reference, split across the pool; the row kernels
+ * split rows across the pool and accumulate each row's dot product in double.
  */
 #define NAPI_VERSION 8
 #include <math.h>
@@ -146,6 +149,43 @@ static void adam_range(void *vctx, int64_t i0, int64_t i1) {
     const double v = b2 * (double)c->v[i] + ob2 * g * g;
     c->v[i] = (float)v;
     c->w[i] = (float)((double)c->w[i] - c->step * m / (sqrt(v) * c->vscale + c->eps));
+  }
+}
+
+/* ---- decoder-row constraint ---- */
+
+typedef struct {
+  float *w, *g;
+  int64_t cols;
+} rows_ctx;
+
+static void project_rows(void *vctx, int64_t r0, int64_t r1) {
+  const rows_ctx *c = vctx;
+  const int64_t n = c->cols;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *w = c->w + r * n;
+    float *g = c->g + r * n;
+    double dot = 0;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t k = 0; k < n; k++) dot += (double)g[k] * w[k];
+    const float d = (float)dot;
+#pragma omp simd
+    for (int64_t k = 0; k < n; k++) g[k] -= d * w[k];
+  }
+}
+
+static void normalize_rows(void *vctx, int64_t r0, int64_t r1) {
+  const rows_ctx *c = vctx;
+  const int64_t n = c->cols;
+  for (int64_t r = r0; r < r1; r++) {
+    float *w = c->w + r * n;
+    double sq = 0;
+#pragma omp simd reduction(+ : sq)
+    for (int64_t k = 0; k < n; k++) sq += (double)w[k] * w[k];
+    if (sq == 0) continue;
+    const float s = (float)(1 / sqrt(sq));
+#pragma omp simd
+    for (int64_t k = 0; k < n; k++) w[k] *= s;
   }
 }
 
@@ -284,6 +324,30 @@ static napi_value js_adam_update(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value js_project_out_rows(napi_env env, napi_callback_info info) {
+  args_t a = get_args(env, info, 4);
+  int64_t rows = size(&a, 2), cols = size(&a, 3);
+  int64_t n = mul(&a, rows, cols);
+  rows_ctx c = {0};
+  c.w = arr(&a, 0, napi_float32_array, n, "w", NULL);
+  c.g = arr(&a, 1, napi_float32_array, n, "g", NULL);
+  if (!a.ok) return NULL;
+  c.cols = cols;
+  gb_parallel_for(rows, 16384 / (cols + 1) + 1, project_rows, &c);
+  return NULL;
+}
+
+static napi_value js_normalize_rows(napi_env env, napi_callback_info info) {
+  args_t a = get_args(env, info, 3);
+  int64_t rows = size(&a, 1), cols = size(&a, 2);
+  rows_ctx c = {0};
+  c.w = arr(&a, 0, napi_float32_array, mul(&a, rows, cols), "w", NULL);
+  if (!a.ok) return NULL;
+  c.cols = cols;
+  gb_parallel_for(rows, 16384 / (cols + 1) + 1, normalize_rows, &c);
+  return NULL;
+}
+
 void gb_training_register(napi_env env, napi_value exports) {
   static const struct {
     const char *name;
@@ -292,6 +356,8 @@ void gb_training_register(napi_env env, napi_value exports) {
       {"sparseDot", js_sparse_dot},
       {"kthLargest", js_kth_largest},
       {"adamUpdate", js_adam_update},
+      {"projectOutRows", js_project_out_rows},
+      {"normalizeRows", js_normalize_rows},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

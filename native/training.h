@@ -5,7 +5,7 @@
 #include <node_api.h>
 #include <stdint.h>
 
-/* Adds sparseDot, kthLargest and adamUpdate to the addon's exports. */
+/* Adds sparseDot, kthLargest, adamUpdate, projectOutRows and normalizeRows to the addon's exports. */
 void gb_training_register(napi_env env, napi_value exports);
 
 #endif

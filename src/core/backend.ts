@@ -319,4 +319,11 @@ export interface Backend {
   kthLargest(x: Float32Array, n: number, k: number): number;
   /** One Adam step over w, g, v (and m unless null), all the same length (`AdamArgs`). */
   adamUpdate(w: Float32Array, g: Float32Array, m: Float32Array | null, v: Float32Array, args: AdamArgs): void;
+  /**
+   * For each row i of w and g ([rows, cols]): g_i -= (g_i . w_i) w_i, which removes the component
+   * parallel to w_i when w_i has unit norm (decoder-row gradients of dictionary training).
+   */
+  projectOutRows(w: Float32Array, g: Float32Array, rows: number, cols: number): void;
+  /** Scales each row of w [rows, cols] to unit norm in place; all-zero rows stay zero. */
+  normalizeRows(w: Float32Array, rows: number, cols: number): void;
 }

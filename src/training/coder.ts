@@ -304,7 +304,13 @@ export class SparseCoder {
       scaleInto(siteData(batch, outputs[l], B * dOut), scaleOf(scales, outputs[l]), y);
       const encIn = this.shape.preEncoderBias ? this.subtractBias(xin, layer.bDec.data, B) : xin;
       const pre = this.pre[l].get(B * M);
-      for (let t = 0; t < B; t++) pre.set(layer.bEnc.data, t * M);
+      this.backend.copy(layer.bEnc.data, pre, {
+        shape: [B, M],
+        srcOffset: 0,
+        srcStrides: [0, 1],
+        dstOffset: 0,
+        dstStrides: [M, 1],
+      });
       this.backend.matmul(encIn, layer.encT.data, pre, {
         batch: 1,
         m: B,
@@ -560,23 +566,15 @@ export class SparseCoder {
 
   /** Projects out each decoder row's gradient component parallel to the (unit) row. */
   private constrainGradients(): void {
-    for (let l = 0; l < this.layers.length; l++) {
-      const dec = this.layers[l].dec;
-      const g = this.grads[`layer${l}.w_dec`].data;
-      const [M, D] = dec.shape;
-      const w = dec.data;
-      for (let i = 0; i < M; i++) {
-        const b = i * D;
-        let dot = 0;
-        for (let c = 0; c < D; c++) dot += g[b + c] * w[b + c];
-        if (dot !== 0) for (let c = 0; c < D; c++) g[b + c] -= dot * w[b + c];
-      }
-    }
+    this.layers.forEach((layer, l) => {
+      const [M, D] = layer.dec.shape;
+      this.backend.projectOutRows(layer.dec.data, this.grads[`layer${l}.w_dec`].data, M, D);
+    });
   }
 
   private afterStep(): void {
     for (const layer of this.layers) {
-      normaliseRows(layer.dec.data, layer.dec.shape[0], layer.dec.shape[1]);
+      this.backend.normalizeRows(layer.dec.data, layer.dec.shape[0], layer.dec.shape[1]);
       layer.rule.afterStep();
     }
   }

@@ -89,6 +89,38 @@ for (const backend of availableBackends()) {
   });
 }
 
+for (const backend of availableBackends()) {
+  test(`projectOutRows and normalizeRows (${backend.name})`, () => {
+    const rng = new Rng(5);
+    const rows = 300;
+    const cols = 37;
+    const w = rand(rng, rows * cols);
+    w.fill(0, 5 * cols, 6 * cols);
+    backend.normalizeRows(w, rows, cols);
+    for (let i = 0; i < rows; i++) {
+      let n = 0;
+      for (let c = 0; c < cols; c++) n += w[i * cols + c] ** 2;
+      assert.ok(i === 5 ? n === 0 : Math.abs(n - 1) < 1e-5, `row ${i} norm^2 ${n}`);
+    }
+    const g = rand(rng, rows * cols);
+    const g0 = g.slice();
+    backend.projectOutRows(w, g, rows, cols);
+    for (let i = 0; i < rows; i++) {
+      let dot0 = 0;
+      let dot = 0;
+      for (let c = 0; c < cols; c++) {
+        dot0 += g0[i * cols + c] * w[i * cols + c];
+        dot += g[i * cols + c] * w[i * cols + c];
+      }
+      assert.ok(Math.abs(dot) < 1e-5, `row ${i}: g . w = ${dot} after projection`);
+      for (let c = 0; c < cols; c++) {
+        const want = g0[i * cols + c] - dot0 * w[i * cols + c];
+        assert.ok(Math.abs(g[i * cols + c] - want) < 1e-5, `g[${i}, ${c}]`);
+      }
+    }
+  });
+}
+
 test("training kernels: native equals reference", () => {
   const [ref, nat] = availableBackends();
   if (nat === undefined) return;

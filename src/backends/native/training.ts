@@ -30,9 +30,14 @@ export interface TrainingAddon {
     stepSize: number,
     vScale: number,
   ): void;
+  projectOutRows(w: Float32Array, g: Float32Array, rows: number, cols: number): void;
+  normalizeRows(w: Float32Array, rows: number, cols: number): void;
 }
 
-export type TrainingKernels = Pick<Backend, "sparseDot" | "kthLargest" | "adamUpdate">;
+export type TrainingKernels = Pick<
+  Backend,
+  "sparseDot" | "kthLargest" | "adamUpdate" | "projectOutRows" | "normalizeRows"
+>;
 
 export function wrapTraining(addon: TrainingAddon): TrainingKernels {
   return {
@@ -47,5 +52,7 @@ export function wrapTraining(addon: TrainingAddon): TrainingKernels {
     },
     adamUpdate: (w, g, m, v, a) =>
       addon.adamUpdate(w, g, m, v, a.beta1, a.beta2, a.eps, a.stepSize, a.vScale),
+    projectOutRows: (w, g, rows, cols) => addon.projectOutRows(w, g, rows, cols),
+    normalizeRows: (w, rows, cols) => addon.normalizeRows(w, rows, cols),
   };
 }

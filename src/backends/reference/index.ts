@@ -9,7 +9,7 @@ import { matmul } from "./matmul.js";
 import { copy, floatToHalf, halfToFloat } from "./memory.js";
 import { argReduce, logSoftmax, reduce, rmsnorm, rope, softmax } from "./reduce.js";
 import { sparseMatmul, thresholdCount, thresholdSelect } from "./sparse.js";
-import { adamUpdate, kthLargest, sparseDot } from "./training.js";
+import { adamUpdate, kthLargest, normalizeRows, projectOutRows, sparseDot } from "./training.js";
 
 export const referenceBackend: Backend = {
   name: "reference",
@@ -37,4 +37,6 @@ export const referenceBackend: Backend = {
   sparseDot,
   kthLargest,
   adamUpdate,
+  projectOutRows,
+  normalizeRows,
 };

@@ -1,7 +1,8 @@
 /**
- * Reference training kernels (contracts: `SparseDotArgs`, `kthLargest` and `AdamArgs` in
- * core/backend.ts): the gradient of each stored entry of a sparse code, BatchTopK's batch-wide
- * selection value, and the Adam update. Sums are float64, rounded once.
+ * Reference training kernels (contracts: `SparseDotArgs`, `kthLargest`, `AdamArgs`,
+ * `projectOutRows` and `normalizeRows` in core/backend.ts): the gradient of each stored entry of a
+ * sparse code, BatchTopK's batch-wide selection value, the Adam update, and the unit-norm decoder
+ * constraint. Sums are float64, rounded once.
  */
 import type { AdamArgs, SparseDotArgs } from "../../core/backend.js";
 import { TensorError } from "../../core/errors.js";
@@ -56,5 +57,25 @@ export function adamUpdate(
     const vi = beta2 * v[i] + (1 - beta2) * gi * gi;
     v[i] = vi;
     w[i] -= (stepSize * mi) / (Math.sqrt(vi) * vScale + eps);
+  }
+}
+
+export function projectOutRows(w: Float32Array, g: Float32Array, rows: number, cols: number): void {
+  for (let i = 0; i < rows; i++) {
+    const b = i * cols;
+    let dot = 0;
+    for (let c = 0; c < cols; c++) dot += g[b + c] * w[b + c];
+    for (let c = 0; c < cols; c++) g[b + c] -= dot * w[b + c];
+  }
+}
+
+export function normalizeRows(w: Float32Array, rows: number, cols: number): void {
+  for (let i = 0; i < rows; i++) {
+    const b = i * cols;
+    let n = 0;
+    for (let c = 0; c < cols; c++) n += w[b + c] * w[b + c];
+    if (n === 0) continue;
+    const s = 1 / Math.sqrt(n);
+    for (let c = 0; c < cols; c++) w[b + c] *= s;
   }
 }
