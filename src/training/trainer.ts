@@ -287,8 +287,8 @@ export class Trainer {
         last = {
           step: this.step,
           tokens: this.step * B,
-          elapsedSeconds: round(this.elapsed, 3),
-          tokensPerSecond: round((intervalSteps * B) / ((now - intervalStart) / 1000), 1),
+          elapsedSeconds: round(this.elapsed, 6),
+          tokensPerSecond: round((intervalSteps * B) / ((now - intervalStart) / 1000), 4),
           dictionaries: Object.fromEntries(
             [...sums].map(([id, acc]) => [
               id,
