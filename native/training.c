@@ -11,9 +11,9 @@
  *   normalizeRows(w, rows, cols)
  *
  * sparseDot splits rows across the kernel pool, one vectorised dot product per stored entry.
- * kthLargest is a two-pass radix select on the bit patterns of positive floats (which order like the
- * floats): a histogram of the high 16 bits picks the bucket holding the k-th value, a histogram of
- * the low 16 bits inside that bucket picks the value; each pool part fills its own histogram.
+ * kthLargest narrows the search with a sample before a radix select on the bit patterns of positive
+ * floats (which order like the floats; see kth_largest): histograms are scalar and slow, so they
+ * only ever run over the sample and the few candidates, while the full passes are vectorised.
  * adamUpdate runs in double precision like the reference, split across the pool; the row kernels
  * split rows across the pool and accumulate each row's dot product in double.
  */
@@ -56,75 +56,133 @@ static void sdot_rows(void *vctx, int64_t r0, int64_t r1) {
 
 #define HI_BUCKETS 0x7f81 /* high halves of positive floats up to +inf (0x7f80) */
 #define LO_BUCKETS 0x10000
+#define SAMPLE_TARGET (1 << 20)
+
+/* 0 < x <= +inf, from the bits (excludes -x, 0 and NaN). */
+static inline int positive_bits(uint32_t u) { return u - 1u < 0x7f800000u; }
+
+/* Radix select, single-threaded: the k-th largest positive value of u[0..n) (k <= positives);
+ * hist has LO_BUCKETS entries of scratch. */
+static uint32_t radix_kth(const uint32_t *u, int64_t n, int64_t k, int64_t *hist) {
+  memset(hist, 0, HI_BUCKETS * sizeof(int64_t));
+  for (int64_t i = 0; i < n; i++)
+    if (positive_bits(u[i])) hist[u[i] >> 16]++;
+  int64_t hi = HI_BUCKETS - 1;
+  for (; hi > 0 && hist[hi] < k; hi--) k -= hist[hi];
+  memset(hist, 0, LO_BUCKETS * sizeof(int64_t));
+  for (int64_t i = 0; i < n; i++)
+    if (positive_bits(u[i]) && (u[i] >> 16) == (uint32_t)hi) hist[u[i] & 0xffff]++;
+  int64_t lo = LO_BUCKETS - 1;
+  for (; lo > 0 && hist[lo] < k; lo--) k -= hist[lo];
+  return ((uint32_t)hi << 16) | (uint32_t)lo;
+}
 
 typedef struct {
-  const uint32_t *x;
+  const float *x;
   int64_t n;
   int parts;
-  uint32_t hi; /* pass 2: the chosen high half */
-  int64_t *hist; /* parts x buckets */
-  int64_t buckets;
-  int pass;
-} kth_ctx;
+  float t;          /* candidates: x > t (and > 0) */
+  int64_t *counts;  /* per part */
+  int64_t *offsets; /* per part, into out */
+  float *out;
+  int pass;         /* 1: count, 2: compact */
+} cand_ctx;
 
-static void kth_parts(void *vctx, int64_t p0, int64_t p1) {
-  const kth_ctx *c = vctx;
+static void cand_parts(void *vctx, int64_t p0, int64_t p1) {
+  cand_ctx *c = vctx;
   for (int64_t p = p0; p < p1; p++) {
-    int64_t *h = c->hist + p * c->buckets;
-    int64_t b = c->n * p / c->parts, e = c->n * (p + 1) / c->parts;
+    const int64_t b = c->n * p / c->parts, e = c->n * (p + 1) / c->parts;
+    const float t = c->t;
+    const float *x = c->x;
     if (c->pass == 1) {
-      for (int64_t i = b; i < e; i++) {
-        uint32_t u = c->x[i];
-        if (u - 1u < 0x7f800000u) h[u >> 16]++; /* 0 < x <= +inf; excludes -x, 0, NaN */
-      }
+      int64_t k = 0;
+#pragma omp simd reduction(+ : k)
+      for (int64_t i = b; i < e; i++) k += (x[i] > t) & (x[i] > 0.0f);
+      c->counts[p] = k;
     } else {
-      for (int64_t i = b; i < e; i++) {
-        uint32_t u = c->x[i];
-        if (u - 1u < 0x7f800000u && (u >> 16) == c->hi) h[u & 0xffff]++;
+      float *o = c->out + c->offsets[p];
+      int64_t i = b;
+      /* Candidates are rare: test 16 values at once (vectorised) and copy only from hit blocks. */
+      for (; i + 16 <= e; i += 16) {
+        int any = 0;
+#pragma omp simd reduction(| : any)
+        for (int j = 0; j < 16; j++) any |= (x[i + j] > t) & (x[i + j] > 0.0f);
+        if (!any) continue;
+        for (int j = 0; j < 16; j++)
+          if (x[i + j] > t && x[i + j] > 0.0f) *o++ = x[i + j];
       }
+      for (; i < e; i++)
+        if (x[i] > t && x[i] > 0.0f) *o++ = x[i];
     }
   }
 }
 
-/* Merges per-part histograms into part 0 and returns the bucket holding the k-th largest (from the
- * top); *k becomes the rank inside that bucket. */
-static int64_t pick(int64_t *hist, int parts, int64_t buckets, int64_t *k) {
-  for (int p = 1; p < parts; p++)
-    for (int64_t b = 0; b < buckets; b++) hist[b] += hist[p * buckets + b];
-  for (int64_t b = buckets - 1; b >= 0; b--) {
-    if (hist[b] >= *k) return b;
-    *k -= hist[b];
-  }
-  return -1;
-}
-
+/*
+ * The k-th largest positive value. A strided sample (about 2^20 values) gives a threshold t below
+ * which, with a wide margin, the answer does not lie; a vectorised pass counts x > t (lowering t
+ * until at least k pass), a second copies those candidates out, and a radix select over the
+ * candidates finds the value. Returns -1 when scratch memory could not be allocated.
+ */
 static float kth_largest(const float *x, int64_t n, int64_t k) {
   int parts = gb_pool_threads();
   if (parts < 1) parts = 1;
-  if (n < 65536) parts = 1;
-  kth_ctx c = {(const uint32_t *)x, n, parts, 0, NULL, HI_BUCKETS, 1};
-  c.hist = calloc((size_t)parts * LO_BUCKETS, sizeof(int64_t));
-  if (c.hist == NULL) return -1.0f;
-  gb_parallel_for(parts, 1, kth_parts, &c);
+  int64_t *hist = malloc(LO_BUCKETS * sizeof(int64_t));
+  /* The sample is whole cache lines (16 values) every `stride * 16` values: 1/stride of the data. */
+  int64_t stride = n / SAMPLE_TARGET > 1 ? n / SAMPLE_TARGET : 1;
+  int64_t ns = ((n + 16 * stride - 1) / (16 * stride)) * 16;
+  uint32_t *sample = malloc((size_t)ns * sizeof(uint32_t));
+  int64_t *counts = calloc((size_t)parts * 2, sizeof(int64_t));
+  if (!hist || !sample || !counts) {
+    free(hist), free(sample), free(counts);
+    return -1.0f;
+  }
+  const uint32_t *u = (const uint32_t *)x;
+  int64_t sample_pos = 0;
+  ns = 0;
+  for (int64_t i = 0; i < n; i += 16 * stride) {
+    for (int64_t j = i; j < i + 16 && j < n; j++) {
+      sample[ns++] = u[j];
+      sample_pos += positive_bits(u[j]);
+    }
+  }
+  cand_ctx c = {x, n, parts, 0.0f, counts, counts + parts, NULL, 1};
   int64_t total = 0;
-  for (int p = 0; p < parts; p++)
-    for (int64_t b = 0; b < HI_BUCKETS; b++) total += c.hist[p * HI_BUCKETS + b];
+  /* Sample rank with a margin: 2x the expected rank of the k-th value, then 8x, ..., then all positives. */
+  for (int64_t rank = 2 * (k / stride) + 64;; rank *= 4) {
+    float t = 0.0f;
+    if (rank < sample_pos) {
+      uint32_t bits = radix_kth(sample, ns, rank, hist);
+      memcpy(&t, &bits, sizeof t);
+    }
+    c.t = t;
+    c.pass = 1;
+    gb_parallel_for(parts, 1, cand_parts, &c);
+    total = 0;
+    for (int p = 0; p < parts; p++) total += counts[p];
+    if (total >= k || t == 0.0f) break;
+  }
+  free(sample);
   if (total == 0) {
-    free(c.hist);
+    free(hist), free(counts);
     return 0.0f;
   }
   if (k > total) k = total;
-  int64_t hi = pick(c.hist, parts, HI_BUCKETS, &k);
-  memset(c.hist, 0, (size_t)parts * LO_BUCKETS * sizeof(int64_t));
+  float *cand = malloc((size_t)total * sizeof(float));
+  if (!cand) {
+    free(hist), free(counts);
+    return -1.0f;
+  }
+  for (int p = 0, at = 0; p < parts; p++) {
+    c.offsets[p] = at;
+    at += counts[p];
+  }
+  c.out = cand;
   c.pass = 2;
-  c.hi = (uint32_t)hi;
-  c.buckets = LO_BUCKETS;
-  gb_parallel_for(parts, 1, kth_parts, &c);
-  int64_t lo = pick(c.hist, parts, LO_BUCKETS, &k);
-  free(c.hist);
-  uint32_t u = ((uint32_t)hi << 16) | (uint32_t)lo;
+  gb_parallel_for(parts, 1, cand_parts, &c);
+  uint32_t bits = radix_kth((const uint32_t *)cand, total, k, hist);
+  free(cand), free(hist), free(counts);
   float f;
-  memcpy(&f, &u, sizeof f);
+  memcpy(&f, &bits, sizeof f);
   return f;
 }
 

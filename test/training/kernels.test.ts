@@ -128,4 +128,9 @@ test("training kernels: native equals reference", () => {
   const x = rand(rng, 300_000);
   for (const k of [1, 17, 1000, 149_000])
     assert.equal(nat.kthLargest(x, x.length, k), ref.kthLargest(x, x.length, k));
+  // Large enough that the native kernel samples (every other cache line) before selecting.
+  const big = rand(rng, 2_500_003);
+  for (const k of [1, 5000, 600_000, 2_000_000]) {
+    assert.equal(nat.kthLargest(big, big.length, k), ref.kthLargest(big, big.length, k), `k=${k}`);
+  }
 });
