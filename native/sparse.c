@@ -111,22 +111,52 @@ static void count_rows(void *vctx, int64_t r0, int64_t r1) {
   }
 }
 
+#define SCAN_BLOCK 64
+
+/* Whether any of len entries from x (+ bias) passes its threshold: a vectorised pre-check, so that
+ * the scalar selection below only visits the few blocks holding an active feature. */
+static int block_any(const float *x, const float *b, const float *t, int64_t t_stride, int64_t len) {
+  int any = 0;
+  if (b && t_stride) {
+#pragma omp simd reduction(| : any)
+    for (int64_t k = 0; k < len; k++) any |= (x[k] + b[k] > t[k]) & (x[k] + b[k] > 0.0f);
+  } else if (b) {
+    const float tt = t[0];
+#pragma omp simd reduction(| : any)
+    for (int64_t k = 0; k < len; k++) any |= (x[k] + b[k] > tt) & (x[k] + b[k] > 0.0f);
+  } else if (t_stride) {
+#pragma omp simd reduction(| : any)
+    for (int64_t k = 0; k < len; k++) any |= (x[k] > t[k]) & (x[k] > 0.0f);
+  } else {
+    const float tt = t[0];
+#pragma omp simd reduction(| : any)
+    for (int64_t k = 0; k < len; k++) any |= (x[k] > tt) & (x[k] > 0.0f);
+  }
+  return any;
+}
+
 static void select_rows(void *vctx, int64_t r0, int64_t r1) {
   thr_ctx *c = vctx;
   for (int64_t r = r0; r < r1; r++) {
     const float *x = c->x + r * c->cols;
     int64_t j = c->offsets[r], end = c->offsets[r + 1];
-    for (int64_t i = 0; i < c->cols; i++) {
-      const float v = c->bias ? x[i] + c->bias[i] : x[i];
-      const float t = c->t[i * c->t_stride];
-      if (!(v > t && v > 0.0f)) continue;
-      if (j >= end) {
-        c->overflow = r;
-        break;
+    for (int64_t i0 = 0; i0 < c->cols; i0 += SCAN_BLOCK) {
+      const int64_t len = c->cols - i0 < SCAN_BLOCK ? c->cols - i0 : SCAN_BLOCK;
+      const float *b = c->bias ? c->bias + i0 : NULL;
+      if (!block_any(x + i0, b, c->t + i0 * c->t_stride, c->t_stride, len)) continue;
+      for (int64_t i = i0; i < i0 + len; i++) {
+        const float v = c->bias ? x[i] + c->bias[i] : x[i];
+        const float t = c->t[i * c->t_stride];
+        if (!(v > t && v > 0.0f)) continue;
+        if (j >= end) {
+          c->overflow = r;
+          break;
+        }
+        c->indices[j] = (int32_t)i;
+        c->values[j] = v;
+        j++;
       }
-      c->indices[j] = (int32_t)i;
-      c->values[j] = v;
-      j++;
+      if (c->overflow == r) break;
     }
   }
 }

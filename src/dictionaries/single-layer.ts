@@ -18,7 +18,7 @@ import { FeatureActs } from "./feature-acts.js";
 import { decoderScale, divideRows, scaleColumns } from "./fold.js";
 import type { Activation, Dictionary, DictionarySpec, EncodeOptions, GemmaScope2Form } from "./types.js";
 
-/** Pre-activation floats per encoding block (64 MB). */
+/** Dense pre-activation floats held at once while encoding, by default (64 MB). */
 export const PRE_BUDGET = 1 << 24;
 
 export interface SingleLayerParams {
@@ -101,21 +101,88 @@ export function asRows(
   return { rows: reshape(x as Tensor<"f32">, [-1, d]), lead };
 }
 
-/** Encodes rows block by block: the activation's sparse selection of x @ wEnc + bEnc. */
+/** Token rows per block when encoding by feature blocks. */
+const ROW_BLOCK = 4096;
+
+/**
+ * Columns [start, start + count) of w [d_in, width] as a contiguous tensor of w's dtype, written
+ * into `scratch` (reused block after block: the tensor is only read by the matmul that follows).
+ */
+function columnBlock(w: Tensor, start: number, count: number, scratch: Float32Array | Uint16Array): Tensor {
+  const [rows, width] = w.shape;
+  const src = w.data;
+  const out = scratch.subarray(0, rows * count);
+  if (src instanceof Int32Array) throw new DictionaryError("encoder weights must be floating point");
+  for (let r = 0; r < rows; r++)
+    out.set(src.subarray(r * width + start, r * width + start + count), r * count);
+  return out instanceof Float32Array
+    ? fromStorage(w.backend, "f32", [rows, count], out)
+    : fromStorage(w.backend, w.dtype === "f16" ? "f16" : "bf16", [rows, count], out);
+}
+
+/** Joins CSR blocks of the same rows over consecutive column ranges starting at `starts`. */
+function concatColumns(parts: readonly CsrRows[], starts: readonly number[], cols: number): CsrRows {
+  if (parts.length === 1) return parts[0];
+  const rows = parts[0].rows;
+  const offsets = new Int32Array(rows + 1);
+  for (let r = 0; r < rows; r++) {
+    let k = 0;
+    for (const p of parts) k += p.offsets[r + 1] - p.offsets[r];
+    offsets[r + 1] = offsets[r] + k;
+  }
+  const indices = new Int32Array(offsets[rows]);
+  const values = new Float32Array(offsets[rows]);
+  for (let r = 0; r < rows; r++) {
+    let j = offsets[r];
+    parts.forEach((p, b) => {
+      for (let i = p.offsets[r]; i < p.offsets[r + 1]; i++) {
+        indices[j] = p.indices[i] + starts[b];
+        values[j++] = p.values[i];
+      }
+    });
+  }
+  return { rows, cols, offsets, indices, values };
+}
+
+/**
+ * The activation's sparse selection of x @ wEnc + bEnc, never holding more than `maxPre` dense
+ * pre-activations. Columnwise activations (JumpReLU, ReLU) go by blocks of features with all
+ * tokens at once, so the encoder is read once per 4096 tokens and sgemm sees many rows (row blocks
+ * of a wide matrix would repack it per block); TopK needs whole rows and goes by blocks of tokens.
+ */
 export function encodeRows(
   x: Tensor<"f32">,
   wEnc: Tensor,
   bEnc: Tensor<"f32">,
   activation: Activation,
-  chunkRows: number | undefined,
+  maxPre = PRE_BUDGET,
 ): CsrRows {
   const width = bEnc.size;
   const rows = x.shape[0];
-  const chunk = Math.max(1, chunkRows ?? Math.floor(PRE_BUDGET / Math.max(width, 1)));
   const parts: CsrRows[] = [];
-  for (let start = 0; start < rows || parts.length === 0; start += chunk) {
-    const count = Math.min(chunk, rows - start);
-    parts.push(activation.select(matmul(rowBlock(x, start, count), wEnc), bEnc));
+  if (!activation.columnwise || rows * width <= maxPre) {
+    const chunk = Math.max(1, Math.floor(maxPre / Math.max(width, 1)));
+    for (let start = 0; start < rows || parts.length === 0; start += chunk) {
+      const count = Math.min(chunk, rows - start);
+      parts.push(activation.select(matmul(rowBlock(x, start, count), wEnc), bEnc));
+    }
+    return concatRows(parts, width);
+  }
+  const rowChunk = Math.min(rows, ROW_BLOCK);
+  const cols = Math.min(width, Math.max(1, Math.floor(maxPre / rowChunk)));
+  const dIn = wEnc.shape[0];
+  const scratch = wEnc.dtype === "f32" ? new Float32Array(dIn * cols) : new Uint16Array(dIn * cols);
+  for (let r0 = 0; r0 < rows; r0 += rowChunk) {
+    const xr = rowBlock(x, r0, Math.min(rowChunk, rows - r0));
+    const blocks: CsrRows[] = [];
+    const starts: number[] = [];
+    for (let c0 = 0; c0 < width; c0 += cols) {
+      const n = Math.min(cols, width - c0);
+      const bias = fromStorage(bEnc.backend, "f32", [n], bEnc.data.subarray(c0, c0 + n));
+      blocks.push(activation.columns(c0, n).select(matmul(xr, columnBlock(wEnc, c0, n, scratch)), bias));
+      starts.push(c0);
+    }
+    parts.push(concatColumns(blocks, starts, width));
   }
   return concatRows(parts, width);
 }
@@ -189,7 +256,7 @@ export abstract class SingleLayerDictionary implements Dictionary {
 
   encode(x: Tensor, options: EncodeOptions = {}): FeatureActs {
     const { rows, lead } = asRows(x, this.spec.dIn, "input", this.spec.source);
-    const csr = encodeRows(rows, this.params.wEnc, this.params.bEnc, this.activation, options.chunkRows);
+    const csr = encodeRows(rows, this.params.wEnc, this.params.bEnc, this.activation, options.maxPreFloats);
     const acts = FeatureActs.sparse(x.backend, lead, csr);
     return options.dense ? FeatureActs.dense(acts.toDense()) : acts;
   }

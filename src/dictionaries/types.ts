@@ -33,6 +33,10 @@ export interface Activation {
   readonly info: ActivationInfo;
   /** The number of features its parameters cover (a JumpReLU's thresholds), or null when any width fits. */
   readonly width: number | null;
+  /** Whether a feature's selection depends on its own pre-activation alone (not TopK's ranking). */
+  readonly columnwise: boolean;
+  /** The activation of features [start, start + count) (columnwise activations only). */
+  columns(start: number, count: number): Activation;
   /**
    * The active features of pre + bias (pre [rows, width] f32, bias [width] or null), ascending
    * index within each row.
@@ -90,10 +94,11 @@ export interface EncodeOptions {
   /** Return dense activations [..., width] instead of sparse rows (default false). */
   readonly dense?: boolean;
   /**
-   * Rows encoded per dense pre-activation block (default: as many as fit in 64 MB of
-   * pre-activations); bounds peak memory for wide dictionaries.
+   * The most dense pre-activations (floats) held at once, default 2^24 (64 MB): wide dictionaries
+   * are encoded in blocks of features (or of tokens, for activations that need a whole row), which
+   * bounds peak memory whatever the width.
    */
-  readonly chunkRows?: number;
+  readonly maxPreFloats?: number;
 }
 
 /** One Gemma Scope 2 parameter file: `params.safetensors` (layer null) or `params_layer_{layer}.safetensors`. */

@@ -27,9 +27,9 @@ const RTOL = 1e-5;
 
 for (const backend of availableBackends()) {
   describe(`dictionary fixtures on ${backend.name}`, () => {
-    function check(dict: Dictionary, name: string, chunkRows?: number): void {
+    function check(dict: Dictionary, name: string, maxPreFloats?: number): void {
       const e = expected(name, backend);
-      const acts = dict.encode(e.x, chunkRows === undefined ? {} : { chunkRows });
+      const acts = dict.encode(e.x, maxPreFloats === undefined ? {} : { maxPreFloats });
       assert.ok(acts.isSparse);
       assert.deepEqual([...acts.shape], [...e.acts.shape]);
       const dense = acts.toDense().data;
@@ -49,6 +49,7 @@ for (const backend of availableBackends()) {
         assert.equal(d.spec.activation.kind, "jumprelu");
         assert.deepEqual([d.spec.dIn, d.spec.dOut, d.spec.width], [48, 48, 128]);
         check(d, "resid_post_layer_2");
+        check(d, "resid_post_layer_2", 40 * 50);
         check(d, "resid_post_layer_2", 7);
       }
       const d = loadDictionary(RESID, backend);
@@ -67,6 +68,7 @@ for (const backend of availableBackends()) {
         assert.equal(d.spec.architecture, "transcoder");
         assert.equal(d.spec.reconstructsInput, false);
         check(d, "transcoder_layer_5");
+        check(d, "transcoder_layer_5", 40 * 50);
         const e = expected("transcoder_layer_5", backend);
         assert.throws(() => d.error(e.x), /needs the true output/);
         assertCloseToScale(d.error(e.x, e.target), sub(e.target, e.recon), RTOL, "error = target - recon");

@@ -112,7 +112,7 @@ for (const B of availableBackends()) {
 
     test("TopK: each token's k largest pre-activations, after relu", () => {
       for (const k of [1, 7, 90]) {
-        const acts = new Sae(params, topK(k), META).encode(x, { chunkRows: 5 });
+        const acts = new Sae(params, topK(k), META).encode(x, { maxPreFloats: 5 * width });
         for (let r = 0; r < acts.rows; r++) {
           const row = Array.from(pre.subarray(r * width, (r + 1) * width));
           const order = row.map((v, i) => [v, i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);

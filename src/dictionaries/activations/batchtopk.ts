@@ -27,6 +27,8 @@ export function batchTopK(k: number, threshold: number): BatchTopKActivation {
   return {
     info: { kind: "batchtopk", k, threshold },
     width: null,
+    columnwise: true,
+    columns: () => batchTopK(k, threshold),
     select: (pre, bias) => thresholdSparse(pre, threshold, bias ? { bias } : {}),
     selectBatch: (pre) => {
       const [rows, width] = pre.shape;

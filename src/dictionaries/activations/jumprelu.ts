@@ -14,6 +14,9 @@ export function jumpRelu(threshold: Tensor<"f32">): Activation {
   return {
     info: { kind: "jumprelu" },
     width: threshold.size,
+    columnwise: true,
+    columns: (start, count) =>
+      jumpRelu(fromStorage(threshold.backend, "f32", [count], threshold.data.subarray(start, start + count))),
     select: (pre, bias) => thresholdSparse(pre, threshold, bias ? { bias } : {}),
     fold: (scale) => {
       const s = scale.data;

@@ -6,6 +6,8 @@ import type { Activation } from "../types.js";
 export const relu: Activation = {
   info: { kind: "relu" },
   width: null,
+  columnwise: true,
+  columns: () => relu,
   select: (pre, bias) => thresholdSparse(pre, 0, bias ? { bias } : {}),
   fold: () => relu,
   // A JumpReLU with zero thresholds is the same function, and the form Gemma Scope 2 readers know.

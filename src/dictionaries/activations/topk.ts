@@ -14,6 +14,10 @@ export function topK(k: number): Activation {
   const act: Activation = {
     info: { kind: "topk", k },
     width: null,
+    columnwise: false,
+    columns: () => {
+      throw new DictionaryError("TopK selects over whole rows; it has no per-feature form");
+    },
     select: (x, bias): CsrRows => {
       const pre = bias ? add(x, bias) : x;
       const [rows, width] = pre.shape;

@@ -148,7 +148,7 @@ export class CrossLayerTranscoder implements LayerwiseDictionary {
     const acts = FeatureActs.sparse(
       x.backend,
       lead,
-      encodeRows(rows, p.wEnc, p.bEnc, p.activation, options.chunkRows),
+      encodeRows(rows, p.wEnc, p.bEnc, p.activation, options.maxPreFloats),
     );
     return options.dense ? FeatureActs.dense(acts.toDense()) : acts;
   }
@@ -164,7 +164,7 @@ export class CrossLayerTranscoder implements LayerwiseDictionary {
         [n, this.spec.dIn],
         rows.data.subarray(i * n * this.spec.dIn, (i + 1) * n * this.spec.dIn),
       );
-      parts.push(encodeRows(xi, p.wEnc, p.bEnc, p.activation, options.chunkRows));
+      parts.push(encodeRows(xi, p.wEnc, p.bEnc, p.activation, options.maxPreFloats));
     }
     const acts = FeatureActs.sparse(x.backend, lead, concatRows(parts, this.spec.width));
     return options.dense ? FeatureActs.dense(acts.toDense()) : acts;
