@@ -226,3 +226,44 @@ test("Gemma Scope 1 npz: missing arrays are named", () => {
   writeFileSync(join(d, "params.npz"), Buffer.alloc(10));
   assert.throws(() => loadDictionary(d, B), DictionaryError);
 });
+
+test("an affine CLT adds x_l @ A_l to each layer's output", () => {
+  const src = CLT;
+  const dst = join(dir, "clt-affine");
+  mkdirSync(dst);
+  const c = JSON.parse(readFileSync(join(src, "config.json"), "utf8"));
+  c.affine_connection = true;
+  writeFileSync(join(dst, "config.json"), JSON.stringify(c));
+  for (let l = 0; l < 7; l++) {
+    const f = SafetensorsFile.open(join(src, `params_layer_${l}.safetensors`));
+    const tensors = new Map<string, TensorToWrite>();
+    for (const n of f.names()) {
+      const r = f.readRawSync(n);
+      tensors.set(n, { dtype: r.dtype, shape: r.shape, bytes: r.bytes });
+    }
+    f.close();
+    const a = new Float32Array(48 * 48).map((_, i) => Math.sin(i * 0.37 + l) * 0.1);
+    tensors.set("affine_skip_connection", { dtype: "F32", shape: [48, 48], data: a });
+    writeSafetensorsSync(join(dst, `params_layer_${l}.safetensors`), tensors);
+  }
+  const plain = loadDictionary(CLT, B);
+  const affine = loadDictionary(dst, B);
+  assert.equal(affine.spec.skip, true);
+  const e = expected("clt", B);
+  const x = e.x.toFloat32Array();
+  const n = 40;
+  const got = affine.reconstruct(e.x).toFloat32Array();
+  const base = plain.reconstruct(e.x).toFloat32Array();
+  for (let l = 0; l < 7; l++) {
+    for (let t = 0; t < n; t += 13) {
+      for (let o = 0; o < 48; o += 7) {
+        let s = 0;
+        for (let i = 0; i < 48; i++) s += x[(l * n + t) * 48 + i] * Math.sin((i * 48 + o) * 0.37 + l) * 0.1;
+        const k = (l * n + t) * 48 + o;
+        assert.ok(Math.abs(got[k] - base[k] - s) < 1e-4, `layer ${l} token ${t} out ${o}`);
+      }
+    }
+  }
+  const a = affine.encode(e.x);
+  assert.throws(() => affine.decode(a), /decodes with its input/);
+});
