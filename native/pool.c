@@ -1,11 +1,15 @@
 /*
  * A small fork-join thread pool for the elementwise and row kernels.
  *
- * One job at a time: the calling thread publishes a job, wakes every worker, takes ranges itself and
- * waits for all workers to check in. Workers spin briefly after a job (back-to-back kernels are
- * common) and then sleep on a condition variable, so an idle pool costs no CPU. A second thread that
- * finds the pool busy, or any caller while OpenBLAS is running a matmul, runs its job inline: the
- * pool never adds threads on top of another job's or OpenBLAS's.
+ * One job at a time: the calling thread publishes a job (a function over [0, n) cut into `parts`
+ * ranges), wakes the workers and claims ranges itself alongside them; it returns when every range
+ * is done. Ranges are claimed one by one from a counter tagged with the job's generation, so a
+ * worker that wakes late (the machine is shared and threads get descheduled) can never take a range
+ * of a newer job, and the caller never waits for a worker that has not started: if all workers are
+ * slow, the caller simply runs every range. Workers spin briefly after a job (back-to-back kernels
+ * are common), then sleep on a condition variable, so an idle pool costs no CPU. A second thread
+ * that finds the pool busy, or any caller while OpenBLAS is running a matmul, runs its job inline:
+ * the pool never adds threads on top of another job's or OpenBLAS's.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -19,6 +23,8 @@
 
 /* ~50 us: a pause is ~80 ns on Zen 4 under KVM; long enough for back-to-back kernels. */
 #define SPIN_ITERS 600
+/* Ranges per thread: more than one, so threads that keep running take over from preempted ones. */
+#define PARTS_PER_THREAD 4
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -28,14 +34,6 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-typedef struct {
-  gb_range_fn fn;
-  void *ctx;
-  int64_t n;
-  int parts;
-  atomic_int next;
-} job_t;
-
 static struct {
   pthread_mutex_t mu;
   pthread_cond_t work_cv;
@@ -43,11 +41,15 @@ static struct {
   pthread_t *threads;
   int nthreads; /* including the caller; 0 = not started yet */
   atomic_int stop;
-  atomic_uint_fast64_t generation;
-  atomic_int remaining; /* workers that have not checked in for the current job */
-  atomic_flag busy;     /* held by the thread that owns the current job */
+  atomic_uint_fast64_t generation; /* id of the last published job */
+  atomic_uint_fast64_t claim;      /* (generation << 32) | next range to hand out */
+  atomic_int done;                 /* ranges of the current job finished */
+  _Atomic(gb_range_fn) fn;
+  _Atomic(void *) ctx;
+  atomic_int_fast64_t n;
+  atomic_int parts;
+  atomic_flag busy; /* held by the thread that owns the current job */
   atomic_int blas_active;
-  job_t job;
 } P = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
     .work_cv = PTHREAD_COND_INITIALIZER,
@@ -57,12 +59,29 @@ static struct {
 
 static pthread_mutex_t start_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static void run_parts(job_t *j) {
+/* Claims and runs ranges of job `gen` until none are left (or a newer job has replaced it). */
+static void run_ranges(uint_fast64_t gen) {
+  gb_range_fn fn = atomic_load_explicit(&P.fn, memory_order_relaxed);
+  void *ctx = atomic_load_explicit(&P.ctx, memory_order_relaxed);
+  int64_t n = atomic_load_explicit(&P.n, memory_order_relaxed);
+  int parts = atomic_load_explicit(&P.parts, memory_order_relaxed);
+  uint_fast64_t tag = (gen & 0xffffffffu) << 32;
+  uint_fast64_t c = atomic_load_explicit(&P.claim, memory_order_acquire);
   for (;;) {
-    int p = atomic_fetch_add(&j->next, 1);
-    if (p >= j->parts) return;
-    int64_t b = j->n * p / j->parts, e = j->n * (p + 1) / j->parts;
-    if (e > b) j->fn(j->ctx, b, e);
+    /* A successful claim proves the fields read above belong to this job: they are only rewritten
+     * after every range of the job is done, and this range was not. */
+    if ((c & ~(uint_fast64_t)0xffffffffu) != tag || (int)(c & 0xffffffffu) >= parts) return;
+    if (!atomic_compare_exchange_weak_explicit(&P.claim, &c, c + 1, memory_order_acq_rel, memory_order_acquire))
+      continue;
+    int p = (int)(c & 0xffffffffu);
+    int64_t b = n * p / parts, e = n * (p + 1) / parts;
+    if (e > b) fn(ctx, b, e);
+    if (atomic_fetch_add_explicit(&P.done, 1, memory_order_acq_rel) + 1 == parts) {
+      pthread_mutex_lock(&P.mu);
+      pthread_cond_signal(&P.done_cv);
+      pthread_mutex_unlock(&P.mu);
+    }
+    c = atomic_load_explicit(&P.claim, memory_order_acquire);
   }
 }
 
@@ -79,13 +98,8 @@ static void *worker(void *arg) {
       pthread_mutex_unlock(&P.mu);
     }
     if (atomic_load(&P.stop)) return NULL;
-    seen = atomic_load(&P.generation);
-    run_parts(&P.job);
-    if (atomic_fetch_sub(&P.remaining, 1) == 1) {
-      pthread_mutex_lock(&P.mu);
-      pthread_cond_signal(&P.done_cv);
-      pthread_mutex_unlock(&P.mu);
-    }
+    seen = atomic_load_explicit(&P.generation, memory_order_acquire);
+    run_ranges(seen);
   }
 }
 
@@ -159,22 +173,24 @@ void gb_parallel_for(int64_t n, int64_t grain, gb_range_fn fn, void *ctx) {
     fn(ctx, 0, n);
     return;
   }
-  job_t *j = &P.job;
-  j->fn = fn;
-  j->ctx = ctx;
-  j->n = n;
-  j->parts = max_parts < P.nthreads ? (int)max_parts : P.nthreads;
-  atomic_store(&j->next, 0);
-  atomic_store(&P.remaining, P.nthreads - 1);
+  int64_t want = (int64_t)P.nthreads * PARTS_PER_THREAD;
+  int parts = (int)(max_parts < want ? max_parts : want);
+  uint_fast64_t gen = atomic_load(&P.generation) + 1;
+  atomic_store_explicit(&P.fn, fn, memory_order_relaxed);
+  atomic_store_explicit(&P.ctx, ctx, memory_order_relaxed);
+  atomic_store_explicit(&P.n, n, memory_order_relaxed);
+  atomic_store_explicit(&P.parts, parts, memory_order_relaxed);
+  atomic_store_explicit(&P.done, 0, memory_order_relaxed);
+  atomic_store_explicit(&P.claim, (gen & 0xffffffffu) << 32, memory_order_release);
   pthread_mutex_lock(&P.mu);
-  atomic_fetch_add_explicit(&P.generation, 1, memory_order_release);
+  atomic_store_explicit(&P.generation, gen, memory_order_release);
   pthread_cond_broadcast(&P.work_cv);
   pthread_mutex_unlock(&P.mu);
-  run_parts(j);
-  for (int i = 0; i < SPIN_ITERS && atomic_load(&P.remaining) > 0; i++) cpu_relax();
-  if (atomic_load(&P.remaining) > 0) {
+  run_ranges(gen);
+  for (int i = 0; i < SPIN_ITERS && atomic_load(&P.done) < parts; i++) cpu_relax();
+  if (atomic_load(&P.done) < parts) {
     pthread_mutex_lock(&P.mu);
-    while (atomic_load(&P.remaining) > 0) pthread_cond_wait(&P.done_cv, &P.mu);
+    while (atomic_load(&P.done) < parts) pthread_cond_wait(&P.done_cv, &P.mu);
     pthread_mutex_unlock(&P.mu);
   }
   atomic_flag_clear(&P.busy);

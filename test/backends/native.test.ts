@@ -6,7 +6,11 @@
  * Skipped, with the reason, when the addon is not built.
  */
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
 import { tryLoadNative } from "../../src/backends/native/index.js";
 import { referenceBackend as R } from "../../src/backends/reference/index.js";
 import type { Backend, BinaryOp, MatmulArgs, UnaryOp } from "../../src/core/backend.js";
@@ -843,6 +847,73 @@ describe("native backend", { skip }, () => {
         assertSame(g, w, `f32 -> ${dtype}`);
       }
     });
+  });
+
+  test("concurrent callers: worker threads and an async matmul share the pool safely", async () => {
+    // Two worker threads hammer the addon (elementwise add and row sums, checked in JS) while this
+    // thread runs async matmuls and its own kernels: exercises the busy pool's inline path, the
+    // matmul mutex and the pool going single-threaded during sgemm.
+    let root = dirname(fileURLToPath(import.meta.url));
+    while (!existsSync(join(root, "binding.gyp")) && dirname(root) !== root) root = dirname(root);
+    const addonPath = join(root, "build", "Release", "glassbox_native.node");
+    const code = `
+      const { workerData, parentPort } = require("node:worker_threads");
+      const m = require(workerData.path);
+      const n = 50000 + workerData.id * 777;
+      const a = new Float32Array(n).map((_, i) => (i % 97) * 0.25 - 3);
+      const b = new Float32Array(n).map((_, i) => (i % 13) * 0.5);
+      const out = new Float32Array(n);
+      const sums = new Float32Array(10);
+      const layout = new Float64Array([1, n, 1, 1]);
+      let bad = 0;
+      for (let it = 0; it < 200; it++) {
+        m.binary(0, a, b, out, layout);
+        for (let i = 0; i < n; i += 101) if (out[i] !== Math.fround(a[i] + b[i])) bad++;
+        m.reduce(0, a, sums, 10, n / 10 | 0, 1);
+        let s = 0;
+        for (let i = 0; i < (n / 10 | 0); i++) s += a[i];
+        if (Math.abs(sums[0] - s) > 1e-3) bad++;
+      }
+      parentPort.postMessage(bad);
+    `;
+    const workers = [0, 1].map(
+      (id) =>
+        new Promise<number>((resolve, reject) => {
+          const w = new Worker(code, { eval: true, workerData: { path: addonPath, id } });
+          w.once("message", resolve);
+          w.once("error", reject);
+        }),
+    );
+    const s = 512;
+    const args = {
+      batch: 1,
+      m: s,
+      k: s,
+      n: s,
+      transA: false,
+      transB: false,
+      aBatchStride: 0,
+      bBatchStride: 0,
+      bDtype: "f32" as const,
+      accumulate: false,
+    };
+    const x = uniform(s * s, 31);
+    const y = uniform(s * s, 32);
+    const want = new Float32Array(s * s);
+    N.matmul(x, y, want, args);
+    const soft = uniform(64 * 4096, 33, -5, 5);
+    const softWant = new Float32Array(soft.length);
+    N.softmax(soft, softWant, 64, 4096);
+    for (let it = 0; it < 10; it++) {
+      const got = new Float32Array(s * s);
+      const pending = N.matmulAsync(x, y, got, args);
+      const softGot = new Float32Array(soft.length);
+      N.softmax(soft, softGot, 64, 4096);
+      await pending;
+      assertSame(got, want, `async matmul ${it}`);
+      assertSame(softGot, softWant, `softmax beside matmul ${it}`);
+    }
+    assert.deepEqual(await Promise.all(workers), [0, 0]);
   });
 
   test("results do not depend on the thread count", () => {
