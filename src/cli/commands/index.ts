@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import { registerActivations } from "./activations.js";
 import { registerData } from "./data.js";
+import { registerDemo } from "./demo.js";
 import { registerDict } from "./dict.js";
 import { registerEval } from "./eval.js";
 import { registerFeatures } from "./features.js";
@@ -24,4 +25,5 @@ export function registerCommands(program: Command): void {
   registerHarvest(program);
   registerEval(program);
   registerTrain(program);
+  registerDemo(program);
 }
