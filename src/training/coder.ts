@@ -33,7 +33,7 @@ import {
   type Schedule,
   sparsityWarmup,
 } from "./optim.js";
-import type { ActivationRule, RuleContext, Selection } from "./rules/rule.js";
+import type { ActivationRule, Auxiliary, RuleContext, Selection } from "./rules/rule.js";
 import {
   accumulateOuter,
   type Buffer,
@@ -74,6 +74,14 @@ export interface CoderOptions {
   /** Tokens without firing after which a latent counts as dead. */
   readonly deadWindow: number;
   readonly seed: number;
+  /** Scratch shared by coders that train one after another (the dense pre-activations). */
+  readonly workspace?: Workspace;
+}
+
+/** Scratch memory several coders can share: they run one at a time. */
+export class Workspace {
+  /** Dense pre-activations [batch, width], the largest buffer of a step. */
+  readonly pre = f32Buffer();
 }
 
 /** What one training step measured. */
@@ -129,7 +137,9 @@ export class SparseCoder {
   // Workspace, reused across steps.
   private readonly xin: Buffer<Float32Array>[];
   private readonly y: Buffer<Float32Array>[];
-  private readonly pre: Buffer<Float32Array>[];
+  private readonly pre: Buffer<Float32Array>;
+  /** AuxK selections of the current training step, per layer (made while pre is at hand). */
+  private auxiliaries: (Auxiliary | null)[] = [];
   private readonly recon: Buffer<Float32Array>[]; // per output layer: running y_hat
   private readonly errs: Buffer<Float32Array>[][]; // [group][output]: weighted 2 e / B, then suffix sums
   private readonly decoded = f32Buffer();
@@ -229,7 +239,7 @@ export class SparseCoder {
 
     this.xin = layers.map(() => f32Buffer());
     this.y = layers.map(() => f32Buffer());
-    this.pre = layers.map(() => f32Buffer());
+    this.pre = (options.workspace ?? new Workspace()).pre;
     this.recon = layers.map(() => f32Buffer());
     this.errs = groups.map(() => layers.map(() => f32Buffer()));
     this.gF = layers.map(() => f32Buffer());
@@ -303,7 +313,7 @@ export class SparseCoder {
       const y = this.y[l].get(B * dOut);
       scaleInto(siteData(batch, outputs[l], B * dOut), scaleOf(scales, outputs[l]), y);
       const encIn = this.shape.preEncoderBias ? this.subtractBias(xin, layer.bDec.data, B) : xin;
-      const pre = this.pre[l].get(B * M);
+      const pre = this.pre.get(B * M);
       this.backend.copy(layer.bEnc.data, pre, {
         shape: [B, M],
         srcOffset: 0,
@@ -324,6 +334,8 @@ export class SparseCoder {
         accumulate: true,
       });
       selections.push(layer.rule.select(pre, ctx, training));
+      // AuxK picks dead latents from the same pre-activations (dead as of the previous step).
+      if (training) this.auxiliaries[l] = layer.rule.auxiliary(pre, this.deadLatents(l), ctx);
     }
     // Reconstructions: base (bias + skip), then groups added in order; after group m the buffers hold
     // y_hat^(m), and errs[m][o] = 2 w_m (y_hat^(m) - y) / B.
@@ -461,8 +473,7 @@ export class SparseCoder {
       for (let j = 0; j < nnz; j++) gBEnc[sel.codes.indices[j]] += gPre[j];
 
       // AuxK: dead latents reconstruct the residual y - y_hat of this layer's outputs.
-      const dead = this.deadLatents(l);
-      const aux = layer.rule.auxiliary(this.pre[l].get(B * M), dead, ctx);
+      const aux = this.auxiliaries[l];
       if (aux !== null && aux.codes.nnz > 0) {
         const codes = aux.codes;
         const eHat = this.decoded.get(B * D);

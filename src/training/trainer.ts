@@ -18,7 +18,7 @@ import { TrainingError } from "../core/errors.js";
 import { Rng } from "../core/random.js";
 import type { JsonValue } from "../io/strict-json.js";
 import { type CheckpointState, readCheckpoint, writeCheckpoint } from "./checkpoint.js";
-import { type SparseCoder as Coder, SparseCoder, type StepMetrics } from "./coder.js";
+import { type SparseCoder as Coder, SparseCoder, type StepMetrics, Workspace } from "./coder.js";
 import {
   checkAgainstSource,
   type DictionaryConfig,
@@ -83,6 +83,7 @@ function buildCoder(
   d: DictionaryConfig,
   sites: ReadonlyMap<string, number>,
   steps: number,
+  workspace: Workspace,
 ): Coder {
   const { dIn, dOut } = dictionaryWidths(d, sites);
   return new SparseCoder(backend, {
@@ -109,6 +110,7 @@ function buildCoder(
     adam: d.adam,
     deadWindow: d.deadWindow,
     seed: d.seed,
+    workspace,
   });
 }
 
@@ -194,8 +196,9 @@ export class Trainer {
         );
       }
     }
+    const workspace = new Workspace();
     const coders = new Map(
-      config.dictionaries.map((d) => [d.id, buildCoder(backend, d, source.sites, config.steps)]),
+      config.dictionaries.map((d) => [d.id, buildCoder(backend, d, source.sites, config.steps, workspace)]),
     );
     const ck = outDir === null ? null : readCheckpoint(outDir);
     if (ck !== null) {
