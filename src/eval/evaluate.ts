@@ -311,6 +311,7 @@ export async function evaluateDictionary(o: EvalOptions): Promise<EvalResult> {
 /** The result as a readable table (metric, value). */
 export function evalTable(r: EvalResult): string {
   const f = (v: number) => (Number.isInteger(v) ? String(v) : v.toPrecision(4));
+  const total = r.layers * r.width;
   const rows: [string, string][] = [
     ["sites", r.read_site === r.write_site ? r.read_site : `${r.read_site} -> ${r.write_site}`],
     ["width", r.layers > 1 ? `${r.width} per layer` : String(r.width)],
@@ -319,8 +320,11 @@ export function evalTable(r: EvalResult): string {
     ["L0", f(r.l0)],
     ["MSE (per element)", f(r.mse)],
     ["FVU", `${f(r.fvu)} (explained variance ${f(r.explained_variance)})`],
-    ["dead latents", `${f(r.dead_fraction)} of ${r.width}`],
-    [`dense latents (> ${r.dense_threshold * 100} %)`, f(r.dense_fraction)],
+    ["dead latents", `${f(r.dead_fraction)} (${Math.round(r.dead_fraction * total)} of ${total})`],
+    [
+      `dense latents (> ${r.dense_threshold * 100} %)`,
+      `${f(r.dense_fraction)} (${Math.round(r.dense_fraction * total)} of ${total})`,
+    ],
     ["CE clean / spliced / ablated", `${f(r.ce_clean)} / ${f(r.ce_spliced)} / ${f(r.ce_ablated)}`],
     ["delta LM loss", f(r.delta_lm_loss)],
     ["CE loss recovered", f(r.ce_loss_recovered)],
