@@ -126,7 +126,24 @@ def read_texts(path: str, max_chars: int, seed: int):
     return texts, total
 
 
-def train(texts, vocab_size: int) -> dict:
+def choose_alphabet(texts, extra: int) -> list[str]:
+    """Printable ASCII + "\u2581" + the `extra` most frequent other characters (ties broken by code
+    point). Passing exactly this set as the trainer's initial alphabet with limit_alphabet = its
+    size makes the choice deterministic (the trainer's own limit breaks count ties arbitrarily).
+    Characters outside the alphabet are encoded by byte fallback."""
+    from collections import Counter
+
+    base = [chr(c) for c in range(33, 127)] + [SPIECE]
+    counts = Counter()
+    for t in texts:
+        counts.update(t)
+    for c in base + ["\n", " "]:
+        counts.pop(c, None)
+    others = sorted(counts.items(), key=lambda kv: (-kv[1], ord(kv[0])))[:extra]
+    return base + [c for c, _ in others]
+
+
+def train(texts, vocab_size: int, extra_chars: int = 60) -> dict:
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     tok.normalizer = normalizers.Replace(" ", SPIECE)
     tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -136,16 +153,18 @@ def train(texts, vocab_size: int) -> dict:
             pre_tokenizers.Digits(individual_digits=True),
         ]
     )
-    ascii_alphabet = [chr(c) for c in range(33, 127)] + [SPIECE]
+    alphabet = choose_alphabet(texts, extra_chars)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=2,
         special_tokens=[c for c, _ in ADDED] + BYTE_TOKENS,
-        initial_alphabet=ascii_alphabet,
-        limit_alphabet=len(ascii_alphabet) + 60,
+        initial_alphabet=alphabet,
+        limit_alphabet=len(alphabet),
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    vocab = json.loads(tok.to_str())["model"]["vocab"]
+    assert all(c in vocab for c in alphabet), "alphabet character missing from the trained vocabulary"
     return json.loads(tok.to_str())
 
 

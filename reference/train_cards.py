@@ -131,26 +131,33 @@ def base_card(base_dir: str, manifest: dict | None) -> str:
     out.append("## Training\n")
     probe = s.get("autocast_probe", "")
     sched = f"{a['steps']} steps" if a["steps"] else f"a wall-clock budget of {a['minutes']:g} minutes (evaluation time excluded)"
+    if s["autocast_bf16"]:
+        precision = "bf16 autocast (a timing probe at start-up found it faster than float32 on this CPU"
+        precision += (": " + probe if probe else "") + ")"
+    else:
+        precision = "float32 (no autocast)"
+    omp = s.get("omp_wait_policy")
     out.append(
         f"AdamW (betas 0.9/0.95, weight decay {a['weight_decay']} on matrices, grad-norm clip {a['grad_clip']}), "
         f"peak learning rate {a['lr']:g}, linear warm-up over {a['warmup']} steps, cosine decay to "
         f"{a['min_lr_frac']:g}x driven by the fraction of {sched}; batch {a['batch']} x {a['seq_len']} tokens; "
-        f"seed {a['seed']} (initialisation and the row permutation); {a['threads']} torch threads; "
-        ("bf16 autocast (a timing probe at start-up found it faster than float32 on this CPU"
-         + (": " + probe if probe else "") + ") " if s["autocast_bf16"] else "float32 (no autocast) ")
-        + "with float32 master weights; eager attention.\n"
+        f"seed {a['seed']} (initialisation and the row permutation); {a['threads']} torch threads"
+        + (f" with `OMP_WAIT_POLICY={omp}`" if omp else "")
+        + f"; {precision} with float32 master weights; eager attention.\n"
     )
     out.append(
         "| | |\n|---|---|\n"
         f"| steps | {fmt_int(s['steps'])} |\n"
-        f"| tokens seen | {fmt_int(s['tokens_seen'])} ({s['epochs']} epochs) |\n"
+        f"| tokens seen | {fmt_int(s['tokens_seen'])} ({s['epochs']} epochs; {s['tokens_seen'] / s['train_seconds']:,.0f} tokens/s on average) |\n"
         f"| training time | {s['train_seconds'] / 60:.1f} min (wall clock of the whole script: {s['wall_seconds'] / 60:.1f} min) |\n"
         f"| machine | 2-core x86_64 CPU shared with other jobs; torch {s['torch']}, transformers {s['transformers']} |\n"
         f"| **validation loss** | **{s['val_loss_bf16_weights']:.4f} nats/token** (perplexity {s['val_ppl_bf16_weights']:.2f}) with the saved bf16 weights; {s['val_loss_fp32_weights']:.4f} with the float32 training weights |\n"
     )
     out.append("Validation loss during training (float32 weights, same autocast as training):\n")
     out.append("| step | tokens | training minutes | validation loss |\n|---:|---:|---:|---:|")
-    for c in s["curve"]:
+    for i, c in enumerate(s["curve"]):
+        if i and c["step"] == s["curve"][i - 1]["step"]:
+            continue
         out.append(f"| {fmt_int(c['step'])} | {fmt_int(c['tokens'])} | {c['train_s'] / 60:.1f} | {c['val_loss']:.4f} |")
     out.append("")
     out.append("## Samples\n")

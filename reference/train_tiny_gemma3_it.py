@@ -123,7 +123,7 @@ def main():
     ap.add_argument("--base", required=True, help="base model dir (tiny-gemma3)")
     ap.add_argument("--chat-data", required=True, help="dir with train.jsonl, heldout.jsonl, indist.jsonl")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--minutes", type=float, default=12.0)
+    ap.add_argument("--minutes", type=float, default=15.0)
     ap.add_argument("--steps", type=int, default=0)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -144,6 +144,9 @@ def main():
 
     tok = AutoTokenizer.from_pretrained(args.base)
     train = read_jsonl(os.path.join(args.chat_data, "train.jsonl"))
+    extra_path = os.path.join(args.chat_data, "train_extra.jsonl")
+    if os.path.exists(extra_path):
+        train += read_jsonl(extra_path)
     heldout = read_jsonl(os.path.join(args.chat_data, "heldout.jsonl"))
     indist = read_jsonl(os.path.join(args.chat_data, "indist.jsonl"))
     encoded = [encode_conversation(tok, ex["messages"]) for ex in train]
@@ -159,17 +162,27 @@ def main():
     use_bf16 = args.autocast == "bf16"
 
     rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(encoded))
-    pos, epoch = 0, 0
+
+    def epoch_batches():
+        """Seeded shuffle, then length-bucketed batches (sorted within chunks of 50 batches, batch
+        order shuffled) so that little compute goes to padding."""
+        perm = rng.permutation(len(encoded))
+        chunk = args.batch * 50
+        batches = []
+        for i in range(0, len(perm), chunk):
+            part = sorted(perm[i : i + chunk].tolist(), key=lambda j: lengths[j])
+            batches += [part[k : k + args.batch] for k in range(0, len(part), args.batch)]
+        return [batches[k] for k in rng.permutation(len(batches))]
+
+    batches, bpos, epoch = epoch_batches(), 0, 0
 
     def next_batch():
-        nonlocal order, pos, epoch
-        if pos + args.batch > len(order):
-            order = rng.permutation(len(encoded))
-            pos = 0
+        nonlocal batches, bpos, epoch
+        if bpos >= len(batches):
+            batches, bpos = epoch_batches(), 0
             epoch += 1
-        idx = order[pos : pos + args.batch]
-        pos += args.batch
+        idx = batches[bpos]
+        bpos += 1
         L = max(len(encoded[i][0]) for i in idx)
         x = np.zeros((len(idx), L), dtype=np.int64)  # right padding with <pad>=0; causal => no effect
         m = np.zeros((len(idx), L), dtype=np.int64)
@@ -254,13 +267,14 @@ def main():
         "params": count_params(saved),
         "data": {
             "train_sha256": sha256_file(os.path.join(args.chat_data, "train.jsonl")),
+            "train_extra_sha256": sha256_file(extra_path) if os.path.exists(extra_path) else None,
             "conversations": len(encoded),
             "harmful_conversations": sum(ex["kind"] == "harmful" for ex in train),
             "tokens": sum(lengths),
             "target_tokens": n_target,
         },
         "steps": step,
-        "epochs": round(step * args.batch / len(encoded), 2),
+        "epochs": round(epoch + bpos / max(1, len(batches)), 2),
         "target_tokens_seen": tokens,
         "final_train_loss_ema": round(ema, 4) if ema is not None else None,
         "train_seconds": round(train_time, 1),
