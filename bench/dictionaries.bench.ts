@@ -163,7 +163,16 @@ function runChild(cmd: string, args: readonly string[]): Result | { error: strin
   const env = { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) };
   const r = spawnSync(cmd, args, { env, encoding: "utf8", maxBuffer: 1 << 20 });
   if (r.error) return { error: `${cmd}: ${r.error.message}` };
-  if (r.status !== 0) return { error: (r.stderr.trim().split("\n").pop() ?? "failed").slice(0, 300) };
+  if (r.status !== 0) {
+    const last = r.stderr.trim().split("\n").pop() || "no message";
+    return {
+      error:
+        `${cmd === process.execPath ? "glassbox" : "SAELens"} child ${r.signal ? `killed by ${r.signal}` : `exit ${r.status}`}: ${last}`.slice(
+          0,
+          300,
+        ),
+    };
+  }
   return JSON.parse(r.stdout.trim().split("\n").pop() ?? "{}") as Result;
 }
 
