@@ -256,11 +256,12 @@ export class Trainer {
     const B = config.batchSize;
     const stopAt = Math.min(config.steps, this.step + maxSteps);
     const metricsPath = outDir === null ? null : join(outDir, METRICS_FILE);
-    if (metricsPath !== null) trimMetrics(metricsPath, this.step);
+    const logged = metricsPath === null ? null : trimMetrics(metricsPath, this.step);
     const sums = new Map<string, Record<string, number>>();
     let intervalSteps = 0;
     let intervalStart = performance.now();
-    let last: MetricsLine | null = null;
+    // Until this call logs, the last line is the one the checkpointed run wrote (if any).
+    let last: MetricsLine | null = logged;
     let exhausted = false;
     let pending: Promise<ActivationBatch | null> | null =
       this.step < stopAt ? source.next(B, this.sites) : null;
@@ -345,18 +346,28 @@ function round(v: number, digits: number): number {
   return Number.isFinite(v) ? Number(v.toPrecision(digits)) : v;
 }
 
-/** Drops metrics lines past `step` (written after the checkpoint a resumed run starts from). */
-function trimMetrics(path: string, step: number): void {
-  if (!existsSync(path)) return;
+/**
+ * Drops metrics lines past `step` (written after the checkpoint a resumed run starts from) and
+ * returns the last line kept, if any.
+ */
+function trimMetrics(path: string, step: number): MetricsLine | null {
+  if (!existsSync(path)) return null;
   const lines = readFileSync(path, "utf8")
     .split("\n")
     .filter((l) => l.trim() !== "");
-  const keep = lines.filter((l) => {
+  const keep: string[] = [];
+  let last: MetricsLine | null = null;
+  for (const l of lines) {
     try {
-      return (JSON.parse(l) as { step: number }).step <= step;
+      const m = JSON.parse(l) as MetricsLine;
+      if (m.step <= step) {
+        keep.push(l);
+        last = m;
+      }
     } catch {
-      return false;
+      // A line cut short by a kill is dropped.
     }
-  });
+  }
   if (keep.length !== lines.length) writeFileSync(path, keep.map((l) => `${l}\n`).join(""));
+  return last;
 }

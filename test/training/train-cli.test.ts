@@ -104,6 +104,13 @@ test("train --store: sites x widths x L0 targets from one pass, exported, then r
   assert.equal(again.resumed, true);
   assert.equal(again.resumed_at_step, 12);
   assert.equal(again.steps, 20);
+  // A finished run trains nothing more, re-exports and reports the last logged metrics.
+  const done = trainJson([...args, "--steps", "20", "--checkpoint-every", "5"]);
+  assert.equal(done.resumed_at_step, 20);
+  assert.deepEqual(
+    done.dictionaries.map((d) => d.l0),
+    again.dictionaries.map((d) => d.l0),
+  );
 });
 
 test("train --data streams from the model: skip-transcoder at one layer; a JSON config file works too", () => {
