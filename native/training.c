@@ -56,7 +56,7 @@ static void sdot_rows(void *vctx, int64_t r0, int64_t r1) {
 
 #define HI_BUCKETS 0x7f81 /* high halves of positive floats up to +inf (0x7f80) */
 #define LO_BUCKETS 0x10000
-#define SAMPLE_TARGET (1 << 20)
+#define SAMPLE_MIN (1 << 16) /* the sample: 1/64 of the values, at least this many */
 
 /* 0 < x <= +inf, from the bits (excludes -x, 0 and NaN). */
 static inline int positive_bits(uint32_t u) { return u - 1u < 0x7f800000u; }
@@ -118,7 +118,7 @@ static void cand_parts(void *vctx, int64_t p0, int64_t p1) {
 }
 
 /*
- * The k-th largest positive value. A strided sample (about 2^20 values) gives a threshold t below
+ * The k-th largest positive value. A strided sample (1/64 of the values) gives a threshold t below
  * which, with a wide margin, the answer does not lie; a vectorised pass counts x > t (lowering t
  * until at least k pass), a second copies those candidates out, and a radix select over the
  * candidates finds the value. Returns -1 when scratch memory could not be allocated.
@@ -128,7 +128,7 @@ static float kth_largest(const float *x, int64_t n, int64_t k) {
   if (parts < 1) parts = 1;
   int64_t *hist = malloc(LO_BUCKETS * sizeof(int64_t));
   /* The sample is whole cache lines (16 values) every `stride * 16` values: 1/stride of the data. */
-  int64_t stride = n / SAMPLE_TARGET > 1 ? n / SAMPLE_TARGET : 1;
+  int64_t stride = n / 64 >= SAMPLE_MIN ? 64 : n / SAMPLE_MIN > 1 ? n / SAMPLE_MIN : 1;
   int64_t ns = ((n + 16 * stride - 1) / (16 * stride)) * 16;
   uint32_t *sample = malloc((size_t)ns * sizeof(uint32_t));
   int64_t *counts = calloc((size_t)parts * 2, sizeof(int64_t));
