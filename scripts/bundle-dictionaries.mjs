@@ -38,8 +38,8 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const usage = `usage: node scripts/bundle-dictionaries.mjs MODEL_DIR [options]
   --work DIR          scratch folder for the store, the run and the eval results
                       (default: scratch/bundle/<model name>)
-  --tokens N          tokens to harvest (default 300000)
-  --epochs N          passes over the store (default 4)
+  --tokens N          tokens to harvest (default 200000)
+  --epochs N          passes over the store (default 2)
   --data FILE         training text (default data/corpus/train.jsonl)
   --eval-data FILE    held-out text (default data/corpus/validation.jsonl)
   --chat              --data and --eval-data are chat JSONL ({"messages": [...]} per line)
@@ -51,8 +51,8 @@ function parseArgs(argv) {
   const o = {
     model: null,
     work: null,
-    tokens: 300_000,
-    epochs: 4,
+    tokens: 200_000,
+    epochs: 2,
     data: join(ROOT, "data/corpus/train.jsonl"),
     evalData: join(ROOT, "data/corpus/validation.jsonl"),
     chat: false,
@@ -78,7 +78,10 @@ function parseArgs(argv) {
     else if (a === "--eval-data") o.evalData = resolve(val());
     else if (a === "--chat") o.chat = true;
     else if (a === "--eval-tokens") o.evalTokens = posInt(val(), a);
-    else if (a === "--stages") o.stages = val().split(",").map((s) => s.trim());
+    else if (a === "--stages")
+      o.stages = val()
+        .split(",")
+        .map((s) => s.trim());
     else if (a === "--dist") o.dist = resolve(val());
     else if (a.startsWith("-")) fail(`unknown option ${a}\n${usage}`);
     else if (o.model === null) o.model = resolve(a);
@@ -220,17 +223,23 @@ export function trainingConfig(layers, steps) {
  * shared machine than one.
  */
 const GROUPS = [
-  { name: "resid", match: (id) => id.startsWith("resid_post/") },
-  { name: "transcoders", match: (id) => id.startsWith("transcoder/") },
+  { name: "resid-small", match: (id) => id.startsWith("resid_post/") && id.endsWith("_l0_small") },
+  { name: "matryoshka", match: (id) => id.includes("_matryoshka") },
+  { name: "resid-big", match: (id) => id.startsWith("resid_post/") && id.endsWith("_l0_big") },
+  { name: "transcoders", match: (id) => id.startsWith("transcoder/") && !id.endsWith("_affine") },
+  { name: "skip-transcoders", match: (id) => id.startsWith("transcoder/") && id.endsWith("_affine") },
   { name: "clt", match: (id) => id.startsWith("clt/") },
 ];
+
+const SHUFFLE_BUFFER = 16_384;
 
 // ---------------------------------------------------------------------------------------------
 // Stages
 
 function sitesOf(layers) {
   const s = [];
-  for (let l = 0; l < layers; l++) s.push(`blocks.${l}.resid_post`, `blocks.${l}.mlp_in`, `blocks.${l}.mlp_out`);
+  for (let l = 0; l < layers; l++)
+    s.push(`blocks.${l}.resid_post`, `blocks.${l}.mlp_in`, `blocks.${l}.mlp_out`);
   return s;
 }
 
@@ -246,13 +255,19 @@ function harvest(o, layers) {
   }
   const r = glassbox(o, [
     "harvest",
-    "--model", o.model,
-    "--sites", sitesOf(layers).join(","),
-    "--data", o.data,
+    "--model",
+    o.model,
+    "--sites",
+    sitesOf(layers).join(","),
+    "--data",
+    o.data,
     ...(o.chat ? ["--chat"] : []),
-    "--out", store,
-    "--tokens", String(o.tokens),
-    "--dtype", "bf16",
+    "--out",
+    store,
+    "--tokens",
+    String(o.tokens),
+    "--dtype",
+    "bf16",
     "--json",
   ]);
   writeFileSync(join(o.work, "harvest.json"), `${JSON.stringify(r, null, 2)}\n`);
@@ -282,12 +297,18 @@ async function train(o, layers) {
     jobs.push(
       glassboxAsync(o, [
         "train",
-        "--model", o.model,
-        "--store", join(o.work, "store"),
-        "--epochs", String(o.epochs),
-        "--config", cfgPath,
-        "--out", dir,
-        "--seed", "0",
+        "--model",
+        o.model,
+        "--store",
+        join(o.work, "store"),
+        "--epochs",
+        String(o.epochs),
+        "--config",
+        cfgPath,
+        "--out",
+        dir,
+        "--seed",
+        "0",
         "--json",
       ]).then((r) => {
         writeFileSync(done, `${JSON.stringify(r, null, 2)}\n`);
@@ -295,7 +316,10 @@ async function train(o, layers) {
       }),
     );
   }
-  await Promise.all(jobs);
+  // Let the other runs finish (and write their reports) when one fails, e.g. killed for memory;
+  // running the command again resumes the failed one from its last checkpoint.
+  const failed = (await Promise.allSettled(jobs)).filter((r) => r.status === "rejected");
+  if (failed.length > 0) fail(failed.map((r) => String(r.reason?.message ?? r.reason)).join("; "));
 }
 
 function glassboxAsync(o, args) {
@@ -319,12 +343,22 @@ function glassboxAsync(o, args) {
   });
 }
 
-/** Every exported dictionary of the runs: [id, folder]. */
-function exportedDictionaries(o) {
+/**
+ * Every exported dictionary of the runs: [id, folder]. The export and eval stages take the runs
+ * that have finished (`partial`) so they can start while a slower run still trains; the report
+ * needs all of them.
+ */
+function exportedDictionaries(o, partial = false) {
   const out = [];
   for (const g of GROUPS) {
     const report = join(runDir(o, g.name), "train-report.json");
-    if (!existsSync(report)) fail(`train ${g.name} has not finished (${report} is missing)`);
+    if (!existsSync(report)) {
+      if (partial) {
+        log(`train ${g.name} has not finished: its dictionaries are left for later`);
+        continue;
+      }
+      fail(`train ${g.name} has not finished (${report} is missing)`);
+    }
     for (const d of JSON.parse(readFileSync(report, "utf8")).dictionaries) out.push([d.id, d.path]);
   }
   return out;
@@ -375,7 +409,8 @@ function modelName(o) {
 
 async function exportAll(o) {
   const root = join(o.model, "gemma-scope");
-  for (const [id, path] of exportedDictionaries(o)) {
+  const list = exportedDictionaries(o, true);
+  for (const [id, path] of list) {
     const dst = join(root, id);
     const tmp = `${dst}.tmp`;
     rmSync(tmp, { recursive: true, force: true });
@@ -383,7 +418,7 @@ async function exportAll(o) {
     rmSync(dst, { recursive: true, force: true });
     renameSync(tmp, dst);
   }
-  log(`export: ${exportedDictionaries(o).length} dictionaries in ${root} (${mib(duBytes(root))} MiB)`);
+  log(`export: ${list.length} dictionaries in ${root} (${mib(duBytes(root))} MiB)`);
 }
 
 function duBytes(dir) {
@@ -399,9 +434,9 @@ function mib(b) {
   return (b / 2 ** 20).toFixed(1);
 }
 
-async function evaluate(o, parallel = 2) {
+async function evaluate(o, parallel = 3) {
   const root = join(o.model, "gemma-scope");
-  const ids = exportedDictionaries(o).map(([id]) => id);
+  const ids = exportedDictionaries(o, true).map(([id]) => id);
   mkdirSync(join(o.work, "eval"), { recursive: true });
   const queue = ids.filter((id) => !existsSync(evalFile(o, id)));
   log(`eval: ${ids.length - queue.length} done, ${queue.length} to go (${parallel} at a time)`);
@@ -409,11 +444,15 @@ async function evaluate(o, parallel = 2) {
     for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
       const r = await glassboxAsync(o, [
         "eval",
-        "--model", o.model,
-        "--dict", join(root, id),
-        "--data", o.evalData,
+        "--model",
+        o.model,
+        "--dict",
+        join(root, id),
+        "--data",
+        o.evalData,
         ...(o.chat ? ["--chat"] : []),
-        "--tokens", String(o.evalTokens),
+        "--tokens",
+        String(o.evalTokens),
         "--json",
       ]);
       const f = evalFile(o, id);
@@ -505,8 +544,12 @@ export function table(evalJson) {
     "|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const d of evalJson.dictionaries) {
+    // A CLT's width and BatchTopK k are per layer; its L0 counts the features of all layers.
+    const layers = d.per_layer?.l0?.length ?? 1;
+    const width = d.kind === "clt" ? `${d.width} x ${layers} layers` : String(d.width);
+    const target = d.kind === "clt" ? `${d.target_l0} x ${layers}` : (d.target_l0 ?? "-");
     rows.push(
-      `| \`${d.id}\` | ${d.kind} | ${d.layer ?? "all"} | ${d.width} | ${fmt(d.l0, 1)} (${d.target_l0 ?? "-"}) | ${fmt(d.fvu, 3)} | ${fmt(d.ce_loss_recovered, 3)} | ${fmt(d.delta_lm_loss, 4)} | ${fmt(d.kl_score, 3)} | ${fmt(d.dead_fraction, 3)} |`,
+      `| \`${d.id}\` | ${d.kind} | ${d.layer ?? "all"} | ${width} | ${fmt(d.l0, 1)} (${target}) | ${fmt(d.fvu, 3)} | ${fmt(d.ce_loss_recovered, 3)} | ${fmt(d.delta_lm_loss, 4)} | ${fmt(d.kl_score, 3)} | ${fmt(d.dead_fraction, 3)} |`,
     );
   }
   return rows.join("\n");
@@ -535,7 +578,8 @@ function writeDocs() {
   let text = existsSync(doc) ? readFileSync(doc, "utf8") : `# Bundled dictionaries\n\n${begin}\n${end}\n`;
   const a = text.indexOf(begin);
   const b = text.indexOf(end);
-  text = a >= 0 && b > a ? text.slice(0, a) + generated + text.slice(b + end.length) : `${text}\n${generated}\n`;
+  text =
+    a >= 0 && b > a ? text.slice(0, a) + generated + text.slice(b + end.length) : `${text}\n${generated}\n`;
   writeFileSync(doc, text);
   log(`report: ${doc}`);
 }

@@ -83,7 +83,15 @@ test("demo --json: structure, and the evaluation summary equals eval.json", { sk
     for (const d of rep.evaluation.dictionaries) {
       const want = byId.get(d.id as string);
       assert.ok(want !== undefined, `${String(d.id)} is not in eval.json`);
-      for (const k of ["l0", "fvu", "ce_loss_recovered", "delta_lm_loss", "kl_score", "dead_fraction", "width"])
+      for (const k of [
+        "l0",
+        "fvu",
+        "ce_loss_recovered",
+        "delta_lm_loss",
+        "kl_score",
+        "dead_fraction",
+        "width",
+      ])
         assert.equal(d[k], want[k], `${String(d.id)} ${k}`);
     }
 

@@ -107,7 +107,10 @@ export function registerDemo(program: Command): void {
     .description(
       "the bundled tiny model and its dictionaries: a generation, a prompt's top features per token, the evaluation summary",
     )
-    .option("--model <dir>", "model directory with gemma-scope/ dictionaries (default: the bundled models/tiny-gemma3)")
+    .option(
+      "--model <dir>",
+      "model directory with gemma-scope/ dictionaries (default: the bundled models/tiny-gemma3)",
+    )
     .option("--prompt <text>", "prompt to generate from and to show features of", DEMO_PROMPT)
     .option("--max-tokens <n>", "tokens to generate (greedy)", "16")
     .option("--top <k>", "features shown per token", "3")
@@ -126,7 +129,9 @@ function buildHint(dir: string): string {
 /** Checks the model and its dictionaries are there, with a message saying how to build them. */
 function checkModel(dir: string): { evalPath: string } {
   const hasWeights =
-    existsSync(join(dir, "config.json")) && existsSync(dir) && readdirSync(dir).some((f) => f.endsWith(".safetensors"));
+    existsSync(join(dir, "config.json")) &&
+    existsSync(dir) &&
+    readdirSync(dir).some((f) => f.endsWith(".safetensors"));
   if (!hasWeights) {
     throw new UsageError(
       `no model weights in ${dir} (config.json and *.safetensors): train the tiny model first (reference/models.sh), then build its dictionaries with ${buildHint(dir)}`,
@@ -260,17 +265,22 @@ export function demoText(r: DemoReport): string {
   out.push(`  ${r.prompt} [${r.generation.text ?? r.generation.ids.join(" ")}]`);
   for (const f of r.features) {
     out.push("");
-    out.push(`top features per token: ${f.id} (${f.kind}, reads ${f.reads.length > 1 ? `${f.reads[0]} .. ${f.reads[f.reads.length - 1]}` : f.reads[0]})`);
+    out.push(
+      `top features per token: ${f.id} (${f.kind}, reads ${f.reads.length > 1 ? `${f.reads[0]} .. ${f.reads[f.reads.length - 1]}` : f.reads[0]})`,
+    );
     const rows = [["token", "L0", "top features (index=activation)"]];
     for (const t of f.tokens) {
       rows.push([
         t.token === null ? String(t.id) : JSON.stringify(t.token),
         String(t.l0),
-        t.top.map((x) => `${x.layer === undefined ? "" : `L${x.layer}/`}${x.feature}=${x.activation.toFixed(2)}`).join("  "),
+        t.top
+          .map((x) => `${x.layer === undefined ? "" : `L${x.layer}/`}${x.feature}=${x.activation.toFixed(2)}`)
+          .join("  "),
       ]);
     }
     const widths = [0, 1].map((c) => Math.max(...rows.map((x) => x[c].length)));
-    for (const x of rows) out.push(`  ${x[0].padEnd(widths[0])}  ${x[1].padStart(widths[1])}  ${x[2]}`.trimEnd());
+    for (const x of rows)
+      out.push(`  ${x[0].padEnd(widths[0])}  ${x[1].padStart(widths[1])}  ${x[2]}`.trimEnd());
   }
   out.push("");
   out.push(
