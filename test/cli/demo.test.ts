@@ -22,7 +22,8 @@ const EVAL = join(MODEL, "gemma-scope", "eval.json");
 function cli(args: string[], cwd = repoRoot) {
   const argv = compiled
     ? [join(repoRoot, "dist", "src", "cli", "main.js"), ...args]
-    : ["--import", "tsx", join(repoRoot, "src", "cli", "main.ts"), ...args];
+    : // resolved here: the demo runs from another directory, where "tsx" would not resolve
+      ["--import", import.meta.resolve("tsx"), join(repoRoot, "src", "cli", "main.ts"), ...args];
   return spawnSync(process.execPath, argv, { encoding: "utf8", cwd, timeout: 300_000 });
 }
 
