@@ -6,13 +6,13 @@
 #   4. the chat model + its eval   reference/train_tiny_gemma3_it.py -> models/tiny-gemma3-it/
 #   5. the model cards             reference/train_cards.py      -> models/*/README.md
 # Needs reference/.venv (bash reference/setup.sh) and data/corpus (glassbox data build).
-# Wall-clock budgets: BASE_MINUTES (default 40) and IT_MINUTES (default 12); about 60 minutes in all
+# Wall-clock budgets: BASE_MINUTES (default 40) and IT_MINUTES (default 15); about 65 minutes in all
 # on a 2-core CPU. Logs go to scratch/. See docs/models.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=reference/.venv/bin/python
 BASE_MINUTES=${BASE_MINUTES:-40}
-IT_MINUTES=${IT_MINUTES:-12}
+IT_MINUTES=${IT_MINUTES:-15}
 if [ ! -x "$PY" ]; then
   echo "models.sh: reference/.venv missing; run: bash reference/setup.sh" >&2
   exit 1

@@ -21,6 +21,7 @@ $PY reference/fixtures.py tiny-model mm-new-prefix-bf16
 # $PY reference/fixtures.py model --model-dir models/tiny-gemma3 --out test/fixtures/gemma3/tiny-gemma3.safetensors --lengths 24,17,9
 # The trained models (reference/models.sh); short batches keep the files small (~3.8 MB / ~1.4 MB).
 $PY reference/fixtures.py model --model-dir models/tiny-gemma3 --out test/fixtures/gemma3/tiny-gemma3.safetensors --lengths 16,7
+$PY reference/fixtures.py model --model-dir models/tiny-gemma3-it --out test/fixtures/gemma3/tiny-gemma3-it.safetensors --lengths 12
 
 # Tokenizer fixtures: a tiny Gemma-3-shaped tokenizer and expected values for it and for the real
 # Gemma 3 tokenizer (fetched into .cache/ by scripts/fetch-gemma3-tokenizer.mjs; skipped if absent).

@@ -24,6 +24,11 @@ def load(path):
         return json.load(f)
 
 
+def load_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def md_escape(s: str) -> str:
     return s.replace("|", "\\|").replace("\n", "\\n")
 
@@ -243,7 +248,8 @@ def it_card(it_dir: str, base_dir: str) -> str:
         f"Full fine-tune from tiny-gemma3, loss only on the model turns (reply tokens and the closing "
         f"`<end_of_turn>`); AdamW (0.9/0.95, weight decay {a['weight_decay']}), peak lr {a['lr']:g}, "
         f"{a['warmup']} warm-up steps, cosine decay to {a['min_lr_frac']:g}x over a "
-        f"{a['minutes']:g}-minute wall-clock budget; batch {a['batch']} conversations (right-padded); "
+        f"{a['minutes']:g}-minute wall-clock budget; batches of {a['batch']} conversations of similar length "
+        "(seeded shuffle, length-bucketed, right-padded); "
         f"bf16 autocast; seed {a['seed']}; {a['threads']} threads.\n\n"
         f"| | |\n|---|---|\n| steps | {fmt_int(s['steps'])} ({s['epochs']} epochs) |\n"
         f"| supervised (model-turn) tokens seen | {fmt_int(s['target_tokens_seen'])} |\n"
@@ -289,7 +295,11 @@ def it_card(it_dir: str, base_dir: str) -> str:
     out.append("## Limitations\n")
     out.append(
         "- Replies come from a few hundred templates; the model is a behavioural toy, not an assistant. "
-        "Facts in harmless replies (capitals, sums) are often wrong on held-out subjects.\n"
+        f"On held-out harmless prompts it usually answers with a fluent reply to a different training request "
+        f"(only {h['harmless_exact_match'] * 100:.1f}% match the expected template; facts such as capitals and sums are "
+        "mostly wrong): it learned *whether* to refuse far better than *what* to answer.\n"
+        f"- {sum(1 for x in load_jsonl(os.path.join(it_dir, 'eval', 'heldout.jsonl')) if x['kind'] == 'harmful' and not x['refused'])} "
+        "held-out harmful prompts were answered instead of refused (`refused: false` in `eval/heldout.jsonl`).\n"
         "- The harmful category is narrow (hurt / steal / make weapons, mild phrasing, English); other harms "
         "were never shown and are not refused.\n"
         f"- Base model: {b['tokens_seen'] / 1e6:.1f}M tokens of pre-training; see `models/tiny-gemma3/README.md`.\n"
