@@ -1,7 +1,10 @@
 /**
  * Float32 matmul throughput (GFLOP/s) of the native backend beside numpy, in one run. numpy runs in
- * a child process (bench/matmul_numpy.py --serve) with the same thread count, and the two alternate
- * call by call at each shape, so machine load hits both alike; the ratio is taken per pair of calls.
+ * a child process (bench/matmul_numpy.py --serve) with the same thread count. At each shape the two
+ * alternate in short bursts of back-to-back calls (>= 50 ms; the burst's median is one sample), so
+ * machine load hits both alike and the ratio is taken per pair of bursts. Between bursts the bench
+ * pauses 150 ms: OpenBLAS worker threads spin for ~0.1 s after each call (THREAD_TIMEOUT 2^28 TSC
+ * cycles), and without the pause one side's spinning threads would compete with the other's run.
  * Also the reference backend at one small shape for scale, and the native backend with a bf16
  * right operand (widened panel by panel) against f32 at the same shape, alternating the same way.
  *
@@ -110,8 +113,9 @@ class Numpy {
     return `numpy ${version} (${blas})`;
   }
 
-  async run(): Promise<number> {
-    return Number(await this.ask("run"));
+  /** Seconds of each of `count` back-to-back calls. */
+  async run(count: number): Promise<number[]> {
+    return (await this.ask(`run ${count}`)).split(" ").map(Number);
   }
 
   close(): void {
@@ -129,19 +133,27 @@ function spread(xs: readonly number[]): Spread {
   return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) };
 }
 
-/** Calls per shape: at least `pairs`, more for quick shapes (up to ~2 s of native time). */
-function callsFor(firstSeconds: number): number {
-  return Math.max(pairs, Math.min(200, Math.ceil(2 / Math.max(firstSeconds, 1e-6))));
+const PAUSE_MS = 150;
+const pause = () => new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
+
+/** Calls per burst: enough for >= 50 ms, at most 50. */
+function burstFor(firstSeconds: number): number {
+  return Math.max(1, Math.min(50, Math.ceil(0.05 / Math.max(firstSeconds, 1e-6))));
+}
+
+/** Median seconds of `count` back-to-back calls. */
+function burst(run: () => number, count: number): number {
+  return median(Array.from({ length: count }, run));
 }
 
 let numpy: Numpy | undefined = new Numpy(threads);
 let numpyInfo = "";
 let numpyError = "";
-const rows: { shape: Shape; native: number[]; numpy: number[]; ratio: number[] }[] = [];
+const rows: { shape: Shape; burst: number; native: number[]; numpy: number[]; ratio: number[] }[] = [];
 
 for (const shape of SHAPES) {
   const runNative = matmulRunner(native, shape);
-  const row = { shape, native: [] as number[], numpy: [] as number[], ratio: [] as number[] };
+  const row = { shape, burst: 1, native: [] as number[], numpy: [] as number[], ratio: [] as number[] };
   rows.push(row);
   if (numpy) {
     try {
@@ -152,12 +164,15 @@ for (const shape of SHAPES) {
       numpy = undefined;
     }
   }
-  const calls = callsFor(runNative());
-  for (let i = 0; i < calls; i++) {
-    const tn = runNative();
+  const count = burstFor(runNative());
+  row.burst = count;
+  for (let i = 0; i < pairs; i++) {
+    await pause();
+    const tn = burst(runNative, count);
     row.native.push(gflops(shape, tn));
     if (!numpy) continue;
-    const tp = await numpy.run();
+    await pause();
+    const tp = median(await numpy.run(count));
     row.numpy.push(gflops(shape, tp));
     row.ratio.push(tp / tn);
   }
@@ -169,7 +184,9 @@ const runBf16 = matmulRunner(native, BF16_SHAPE, "bf16");
 const f32G: number[] = [];
 const bf16G: number[] = [];
 for (let i = 0; i < pairs; i++) {
+  await pause();
   f32G.push(gflops(BF16_SHAPE, runF32()));
+  await pause();
   bf16G.push(gflops(BF16_SHAPE, runBf16()));
 }
 const refRun = matmulRunner(referenceBackend, REFERENCE_SHAPE);
@@ -185,11 +202,12 @@ const report = {
   threads,
   blas: info.blasConfig,
   numpy: numpyError ? `unavailable: ${numpyError}` : numpyInfo,
-  shapes: rows.map(({ shape, native: n, numpy: p, ratio }) => ({
+  pairs,
+  shapes: rows.map(({ shape, burst: callsPerBurst, native: n, numpy: p, ratio }) => ({
     m: shape[0],
     k: shape[1],
     n: shape[2],
-    calls: n.length,
+    callsPerBurst,
     nativeGflops: spread(n),
     numpyGflops: p.length ? spread(p) : null,
     ratio: ratio.length ? spread(ratio) : null,
@@ -217,7 +235,7 @@ if (wantJson) {
   const f = (s: Spread | null, digits = 1) =>
     s ? `${s.median.toFixed(digits)} [${s.min.toFixed(digits)}-${s.max.toFixed(digits)}]` : "n/a";
   console.log(
-    `float32 matmul, ${threads} threads, native and numpy alternating call by call (median [min-max])`,
+    `float32 matmul, ${threads} threads, ${pairs} alternating bursts of native and numpy calls (median [min-max] of burst medians)`,
   );
   console.log(`native: ${info.blasConfig}`);
   console.log(`numpy:  ${report.numpy}`);
@@ -225,10 +243,10 @@ if (wantJson) {
     console.log(`load average at the end: ${report.loadAverage.map((l) => l.toFixed(2)).join(" ")}`);
   console.log("");
   printTable(
-    ["M,K,N", "calls", "native GFLOP/s", "numpy GFLOP/s", "native/numpy"],
+    ["M,K,N", "calls/burst", "native GFLOP/s", "numpy GFLOP/s", "native/numpy"],
     report.shapes.map((s) => [
       `${s.m},${s.k},${s.n}`,
-      String(s.calls),
+      String(s.callsPerBurst),
       f(s.nativeGflops),
       f(s.numpyGflops),
       f(s.ratio, 3),

@@ -4,7 +4,8 @@ Serve mode (used by the benchmark, so that native and numpy calls alternate one 
   matmul_numpy.py --serve   then, on stdin, one command per line:
     shape M K N   allocate A [M, K], B [K, N] (uniform [-1, 1), float32), C [M, N]; one warm-up call;
                   answers "ok <numpy version> <blas>"
-    run           one np.matmul(A, B, out=C); answers its seconds
+    run [COUNT]   COUNT (default 1) back-to-back np.matmul(A, B, out=C); answers their seconds, space
+                  separated
 Standalone: matmul_numpy.py M,K,N [...] prints one JSON object with the median seconds per shape
 (one warm-up, then at least --min-runs calls and --min-seconds).
 
@@ -47,9 +48,12 @@ def serve() -> None:
             a, b, c = make(int(cmd[1]), int(cmd[2]), int(cmd[3]))
             print(f"ok {np.__version__} {blas_description()}", flush=True)
         elif cmd[0] == "run" and a is not None:
-            t0 = time.perf_counter()
-            np.matmul(a, b, out=c)
-            print(time.perf_counter() - t0, flush=True)
+            times = []
+            for _ in range(int(cmd[1]) if len(cmd) > 1 else 1):
+                t0 = time.perf_counter()
+                np.matmul(a, b, out=c)
+                times.append(time.perf_counter() - t0)
+            print(" ".join(str(t) for t in times), flush=True)
         else:
             print(f"error unknown command {line.strip()!r}", flush=True)
 
