@@ -18,6 +18,7 @@ import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { availableBackends } from "../src/backends/index.js";
+import { loadGemma3Config } from "../src/model/gemma3/config.js";
 import { generate } from "../src/model/gemma3/generate.js";
 import { loadGemma3 } from "../src/model/gemma3/model.js";
 import { randomGemma3_270m } from "./forward-model.js";
@@ -192,7 +193,7 @@ async function main(): Promise<void> {
   }
   const tiny = join(repoRoot, "models", "tiny-gemma3");
   if (existsSync(join(tiny, "config.json")) && existsSync(join(tiny, "model.safetensors"))) {
-    const dtype = loadTinyDtype(tiny);
+    const dtype = savedDtype(tiny);
     models.push({ name: "tiny-gemma3", dir: tiny, dtype });
   }
   const script = compiled ? join(here, "forward.js") : join(here, "forward.ts");
@@ -231,16 +232,9 @@ async function main(): Promise<void> {
     );
 }
 
-function loadTinyDtype(dir: string): string {
-  const c = spawnSync(
-    process.execPath,
-    [
-      "-e",
-      `console.log(JSON.parse(require("fs").readFileSync(${JSON.stringify(join(dir, "config.json"))}, "utf8")).torch_dtype ?? "float32")`,
-    ],
-    { encoding: "utf8" },
-  );
-  return c.stdout.trim() === "bfloat16" ? "bf16" : "f32";
+/** The dtype a checkpoint's config says it was saved in (f32 when it does not say). */
+function savedDtype(dir: string): "f32" | "bf16" {
+  return loadGemma3Config(dir).savedDtype === "bf16" ? "bf16" : "f32";
 }
 
 function printModel(
