@@ -8,6 +8,7 @@ import { describe, test } from "node:test";
 import { availableBackends } from "../../src/backends/index.js";
 import { narrow, select } from "../../src/core/ops/shape.js";
 import type { Tensor } from "../../src/core/tensor.js";
+import { sites } from "../../src/model/gemma3/sites.js";
 import { maxAbsDiff, tinyModel } from "./helpers.js";
 
 /** Seeded token ids in [1, vocab). */
@@ -54,6 +55,18 @@ for (const backend of availableBackends()) {
         assert.ok(maxAbsDiff(got, narrow(full, 1, at, n)) <= tol, `chunk at ${at}`);
         at += n;
       }
+    });
+
+    test("blocked sliding-window attention (long sequences, no pattern hook) equals the full matrix", () => {
+      const long = [tokens(45, 5), tokens(45, 6)];
+      const mask = [Array(45).fill(1), [...Array(38).fill(1), ...Array(7).fill(0)]];
+      const blocked = model.forward(long, { attentionMask: mask });
+      const patterns = model.config.layerTypes.map((_, l) => sites.pattern(l));
+      const fullMatrix = model.forward(long, { attentionMask: mask, capture: patterns });
+      const pattern = fullMatrix.activations.get(sites.pattern(0));
+      assert.deepEqual([...pattern.shape], [2, model.config.heads, 45, 45]);
+      const diff = maxAbsDiff(narrow(blocked.logits, 1, 0, 38), narrow(fullMatrix.logits, 1, 0, 38));
+      assert.ok(diff <= 1e-5 * maxAbs(fullMatrix.logits), `${diff}`);
     });
 
     test("sliding layers hold at most `window` keys; full layers hold all", () => {

@@ -19,7 +19,7 @@ import { add, affine, div, geluTanh, mul, tanh } from "../../core/ops/elementwis
 import { embedding } from "../../core/ops/indexing.js";
 import { matmul } from "../../core/ops/linalg.js";
 import { rmsnorm, rope, ropeTables, softmax } from "../../core/ops/nn.js";
-import { narrow, permute, reshape, select, stack } from "../../core/ops/shape.js";
+import { concat, narrow, permute, reshape, select, stack } from "../../core/ops/shape.js";
 import { fromStorage, type Tensor } from "../../core/tensor.js";
 import type { KVCache, LayerKeys } from "./cache.js";
 import { type Gemma3Config, layerAttention, type RopeParams } from "./config.js";
@@ -218,31 +218,34 @@ function applyRope(x: Tensor<"f32">, rot: Rotary): Tensor<"f32"> {
   );
 }
 
-/** Additive mask [batch, 1, 1, seq, keys]: 0 where query i may see key j, MASKED elsewhere. */
+/**
+ * Additive mask [batch, 1, 1, queries.count, keys.length]: 0 where a query may see a key, MASKED
+ * elsewhere. Queries and keys are given by their first sequence index.
+ */
 function attentionBias(
   backend: Backend,
-  b: Batch,
-  offset: number,
+  batch: number,
+  queries: { start: number; count: number },
   keys: { start: number; length: number },
   window: number | null,
   valid: (row: number, index: number) => boolean,
 ): Tensor<"f32"> {
   const { start, length } = keys;
-  const out = new Float32Array(b.batch * b.seq * length);
+  const out = new Float32Array(batch * queries.count * length);
   const keyOk = new Uint8Array(length);
-  for (let r = 0; r < b.batch; r++) {
+  for (let r = 0; r < batch; r++) {
     for (let j = 0; j < length; j++) keyOk[j] = valid(r, start + j) ? 1 : 0;
-    for (let i = 0; i < b.seq; i++) {
-      const q = offset + i;
-      // Keys lo <= k <= hi are inside the causal (and sliding) range of query q.
+    for (let i = 0; i < queries.count; i++) {
+      const q = queries.start + i;
+      // Keys lo <= j <= hi are inside the causal (and sliding) range of query q.
       const lo = window === null ? 0 : Math.max(0, q - window + 1 - start);
       const hi = Math.min(length - 1, q - start);
-      const row = out.subarray((r * b.seq + i) * length, (r * b.seq + i + 1) * length);
+      const row = out.subarray((r * queries.count + i) * length, (r * queries.count + i + 1) * length);
       row.fill(MASKED);
       for (let j = lo; j <= hi; j++) if (keyOk[j] === 1) row[j] = 0;
     }
   }
-  return fromStorage(backend, "f32", [b.batch, 1, 1, b.seq, length], out);
+  return fromStorage(backend, "f32", [batch, 1, 1, queries.count, length], out);
 }
 
 /** Per-call state the layers share. */
@@ -281,6 +284,78 @@ function linear(pass: Pass, x: Tensor<"f32">, w: Tensor): Tensor<"f32"> {
   return matmul(x, w, { transB: true, aBf16: pass.bf16Inputs && w.dtype === "bf16" });
 }
 
+/**
+ * Attention of the queries [q0, q0 + n) (indices into this call's tokens) over the keys [k0, k0 + nk)
+ * of `keys`: softmax(q k^T * query_pre_attn_scalar^-0.5 + mask), [batch, kv_heads, groups * n, nk].
+ * `q5` is [batch, kv_heads, groups, n, head_dim] (query head h = kv * groups + g shares kv head kv,
+ * so K and V are never repeated).
+ */
+function attentionProbs(
+  pass: Pass,
+  window: number | null,
+  q5: Tensor<"f32">,
+  keys: LayerKeys,
+  q0: number,
+  k0: number,
+  nk: number,
+): Tensor<"f32"> {
+  const c = pass.config;
+  const [batch, kvHeads, groups, n] = q5.shape;
+  const kb = nk === keys.k.shape[2] ? keys.k : narrow(keys.k, 2, k0, nk);
+  const scores = matmul(reshape(q5, [batch, kvHeads, groups * n, c.headDim]), kb, { transB: true });
+  const scaled = affine(scores, Math.fround(c.queryPreAttnScalar ** -0.5), 0);
+  const queries = { start: pass.offset + q0, count: n };
+  const keyRange = { start: keys.start + k0, length: nk };
+  const biasKey = `${queries.start}:${n}:${keyRange.start}:${nk}:${window}`;
+  let bias = pass.biases.get(biasKey);
+  if (bias === undefined) {
+    bias = attentionBias(pass.backend, batch, queries, keyRange, window, pass.valid);
+    pass.biases.set(biasKey, bias);
+  }
+  const masked = add(reshape(scaled, [batch, kvHeads, groups, n, nk]), bias);
+  return reshape(softmax(masked), [batch, kvHeads, groups * n, nk]);
+}
+
+/**
+ * pattern @ V for every query: [batch, heads, seq, head_dim]. On sliding layers with many more keys
+ * than the window (and no hook on the pattern, which needs the full matrix), queries go in blocks
+ * that each see only the keys their window can reach: seq x (block + window) scores instead of
+ * seq x keys, the same result.
+ */
+function mixValues(
+  pass: Pass,
+  layer: number,
+  window: number | null,
+  q: Tensor<"f32">,
+  keys: LayerKeys,
+): Tensor<"f32"> {
+  const c = pass.config;
+  const { batch, seq } = pass.b;
+  const groups = c.heads / c.kvHeads;
+  const nKeys = keys.k.shape[2];
+  const q5 = reshape(q, [batch, c.kvHeads, groups, seq, c.headDim]);
+  const site = sites.pattern(layer);
+  const block = window === null ? seq : Math.max(8, Math.min(window, 128));
+  const hooked = pass.capture.has(site.name) || pass.interventions.has(site.name);
+  if (hooked || window === null || nKeys <= 2 * block) {
+    const probs = attentionProbs(pass, window, q5, keys, 0, 0, nKeys);
+    const pattern = hook(pass, site, reshape(probs, [batch, c.heads, seq, nKeys]));
+    const mixed = matmul(reshape(pattern, [batch, c.kvHeads, groups * seq, nKeys]), keys.v);
+    return reshape(mixed, [batch, c.heads, seq, c.headDim]);
+  }
+  const parts: Tensor<"f32">[] = [];
+  for (let q0 = 0; q0 < seq; q0 += block) {
+    const n = Math.min(block, seq - q0);
+    const first = pass.offset + q0;
+    const k0 = Math.max(0, first - window + 1 - keys.start);
+    const k1 = Math.min(nKeys, first + n - keys.start);
+    const probs = attentionProbs(pass, window, narrow(q5, 3, q0, n), keys, q0, k0, k1 - k0);
+    const mixed = matmul(probs, narrow(keys.v, 2, k0, k1 - k0));
+    parts.push(reshape(mixed, [batch, c.kvHeads, groups, n, c.headDim]));
+  }
+  return reshape(concat(parts, 3), [batch, c.heads, seq, c.headDim]);
+}
+
 function attention(pass: Pass, layer: number, w: LayerWeights, x: Tensor<"f32">): Tensor<"f32"> {
   const { config: c, b } = pass;
   const { batch, seq } = b;
@@ -300,23 +375,8 @@ function attention(pass: Pass, layer: number, w: LayerWeights, x: Tensor<"f32">)
   const v = hook(pass, sites.v(layer), heads(linear(pass, x, w.vProj), c.kvHeads));
 
   const keys: LayerKeys = pass.cache ? pass.cache.update(layer, k, v) : { k, v, start: 0 };
-  const nKeys = keys.k.shape[2];
-  const groups = c.heads / c.kvHeads;
-  // Query heads h = kv * groups + g share kv head `kv`: group them so K and V are never repeated.
-  const scores = matmul(reshape(q, [batch, c.kvHeads, groups * seq, c.headDim]), keys.k, { transB: true });
-  const scaled = affine(scores, Math.fround(c.queryPreAttnScalar ** -0.5), 0);
-  const bias = attentionBias(
-    pass.backend,
-    b,
-    pass.offset,
-    { start: keys.start, length: nKeys },
-    la.window,
-    pass.valid,
-  );
-  const masked = add(reshape(scaled, [batch, c.kvHeads, groups, seq, nKeys]), bias);
-  const pattern = hook(pass, sites.pattern(layer), reshape(softmax(masked), [batch, c.heads, seq, nKeys]));
-  const mixed = matmul(reshape(pattern, [batch, c.kvHeads, groups * seq, nKeys]), keys.v);
-  const zHeads = permute(reshape(mixed, [batch, c.heads, seq, c.headDim]), [0, 2, 1, 3]);
+  const mixed = mixValues(pass, layer, la.window, q, keys);
+  const zHeads = permute(mixed, [0, 2, 1, 3]);
   return hook(pass, sites.z(layer), reshape(zHeads, [batch, seq, c.heads * c.headDim]));
 }
 
