@@ -12,23 +12,19 @@
  */
 import { createHash } from "node:crypto";
 import {
-  closeSync,
   existsSync,
-  fsyncSync,
   mkdirSync,
-  openSync,
   readdirSync,
   readFileSync,
-  renameSync,
   statSync,
   unlinkSync,
   writeFileSync,
-  writeSync,
 } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { GlassboxError, StoreError } from "../core/errors.js";
 import { f16ToF32, f32ToF16 } from "../core/half.js";
+import { writeFileAtomicSync } from "../io/atomic-file.js";
 import { ioMessage } from "../io/positioned-read.js";
 import { SafetensorsFile } from "../io/safetensors.js";
 import type { SafetensorsDType } from "../io/safetensors-dtype.js";
@@ -85,45 +81,6 @@ function storeIo(dir: string, what: string, e: unknown): StoreError {
   if (e instanceof StoreError) return e;
   const msg = e instanceof GlassboxError ? e.message : ioMessage(e);
   return new StoreError(`${what}: ${msg}`, dir);
-}
-
-function fsyncDir(dir: string): void {
-  try {
-    const fd = openSync(dir, "r");
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {}
-}
-
-/** Writes `text` to `path` via an fsynced temporary file and a rename. */
-function writeFileAtomic(path: string, text: string): void {
-  const dir = resolve(path, "..");
-  const tmp = join(dir, `.${MANIFEST_FILE}.${process.pid}.${Date.now()}.tmp`);
-  let fd = -1;
-  try {
-    fd = openSync(tmp, "wx");
-    const bytes = Buffer.from(text, "utf8");
-    let done = 0;
-    while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done, done);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = -1;
-    renameSync(tmp, path);
-  } catch (e) {
-    if (fd >= 0) {
-      try {
-        closeSync(fd);
-      } catch {}
-    }
-    try {
-      unlinkSync(tmp);
-    } catch {}
-    throw e;
-  }
-  fsyncDir(dir);
 }
 
 function readManifest(dir: string): StoreManifest {
@@ -302,7 +259,7 @@ export class StoreWriter {
           cursor: { sequences: 0, skip: 0 },
           complete: false,
         });
-        writeFileAtomic(join(dir, MANIFEST_FILE), manifestText(manifest));
+        writeFileAtomicSync(join(dir, MANIFEST_FILE), manifestText(manifest));
       }
       return new StoreWriter(dir, manifest, lock);
     } catch (e) {
@@ -363,7 +320,7 @@ export class StoreWriter {
         shards: [...m.shards, entry],
         cursor: { sequences: cursor.sequences, skip: cursor.skip },
       });
-      writeFileAtomic(join(this.dir, MANIFEST_FILE), manifestText(next));
+      writeFileAtomicSync(join(this.dir, MANIFEST_FILE), manifestText(next));
       this.current = next;
     } catch (e) {
       try {
@@ -378,7 +335,7 @@ export class StoreWriter {
     if (this.closed) throw new StoreError("writer is closed", this.dir);
     const next = withHash({ ...this.current, cursor: { ...cursor }, complete: true });
     try {
-      writeFileAtomic(join(this.dir, MANIFEST_FILE), manifestText(next));
+      writeFileAtomicSync(join(this.dir, MANIFEST_FILE), manifestText(next));
     } catch (e) {
       throw storeIo(this.dir, "cannot update the manifest", e);
     }

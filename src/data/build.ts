@@ -7,10 +7,11 @@
  * Every file is written to a temporary name and renamed into place.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { DataError } from "../core/errors.js";
+import { writeFileAtomicSync } from "../io/atomic-file.js";
 import type { FetchedPackage } from "./fetch.js";
 import type { CorpusDocument, CorpusSource, PackageRef } from "./source.js";
 import { isValidation } from "./split.js";
@@ -131,13 +132,6 @@ class StatsAccumulator {
   }
 }
 
-/** Writes `data` to `path` via a temporary file in the same directory and a rename. */
-export function writeFileAtomic(path: string, data: string | Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, path);
-}
-
 function fileInfo(data: Buffer, documents: number): OutputFile {
   return { documents, bytes: data.length, sha256: createHash("sha256").update(data).digest("hex") };
 }
@@ -226,8 +220,8 @@ export async function buildCorpus(opts: BuildOptions): Promise<CorpusManifest> {
   mkdirSync(opts.outDir, { recursive: true });
   const train = Buffer.from(trainLines.join(""), "utf8");
   const validation = Buffer.from(validationLines.join(""), "utf8");
-  writeFileAtomic(join(opts.outDir, "train.jsonl"), train);
-  writeFileAtomic(join(opts.outDir, "validation.jsonl"), validation);
+  writeFileAtomicSync(join(opts.outDir, "train.jsonl"), train);
+  writeFileAtomicSync(join(opts.outDir, "validation.jsonl"), validation);
   const manifest: CorpusManifest = {
     format: "glassbox-corpus",
     formatVersion: 1,
@@ -241,6 +235,6 @@ export async function buildCorpus(opts: BuildOptions): Promise<CorpusManifest> {
       "validation.jsonl": fileInfo(validation, validationLines.length),
     },
   };
-  writeFileAtomic(join(opts.outDir, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+  writeFileAtomicSync(join(opts.outDir, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
   return manifest;
 }

@@ -16,11 +16,11 @@
  * every platform Node supports for this project).
  */
 
-import { randomBytes } from "node:crypto";
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { type FileHandle, open, rename, unlink } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { SafetensorsError } from "../core/errors.js";
+import { fsyncDirSync, tempPathFor } from "./atomic-file.js";
 import { ioMessage } from "./positioned-read.js";
 import { isSafetensorsDType, SAFETENSORS_DTYPE_BYTES, type SafetensorsDType } from "./safetensors-dtype.js";
 import { MAX_HEADER_BYTES, METADATA_KEY } from "./safetensors-header.js";
@@ -116,10 +116,6 @@ function planLayout(
   return { head, slots: absolute, order: sorted.map(([name]) => name) };
 }
 
-function tempPathFor(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
-}
-
 function checkBytes(path: string, name: string, bytes: Uint8Array, expected: number): void {
   if (bytes.byteLength !== expected) {
     throw new SafetensorsError(
@@ -131,18 +127,6 @@ function checkBytes(path: string, name: string, bytes: Uint8Array, expected: num
 
 function wrapIo(path: string, e: unknown): SafetensorsError {
   return e instanceof SafetensorsError ? e : new SafetensorsError(`cannot write: ${ioMessage(e)}`, path);
-}
-
-function fsyncDirSync(dir: string): void {
-  // Makes the rename durable; not every platform can open a directory, so failures are ignored.
-  try {
-    const fd = openSync(dir, "r");
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {}
 }
 
 /** Streams tensors into a new safetensors file; nothing appears at `path` until `finish()`. */

@@ -4,9 +4,7 @@
  * repository listing show, from headers only).
  */
 
-import { randomBytes } from "node:crypto";
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { readFileSync } from "node:fs";
 import type { Backend } from "../../core/backend.js";
 import { DictionaryError, GlassboxError } from "../../core/errors.js";
 import { cast } from "../../core/ops/cast.js";
@@ -183,17 +181,4 @@ export class ConfigFields {
     if (typeof v !== "object" || v === null || Array.isArray(v)) return this.bad(key, "an object");
     return new ConfigFields(this.file, v as Record<string, unknown>);
   }
-}
-
-/** Writes text to `file` atomically (temporary file in the same folder, then rename). */
-export function writeTextAtomic(file: string, text: string): void {
-  const tmp = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString("hex")}.tmp`);
-  const fd = openSync(tmp, "wx");
-  try {
-    writeFileSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
 }

@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readdirSync, statSync, unlinkSync } from "node:f
 import { join } from "node:path";
 import type { Backend } from "../../core/backend.js";
 import { DictionaryError } from "../../core/errors.js";
+import { writeFileAtomicSync } from "../../io/atomic-file.js";
 import { SafetensorsFile } from "../../io/safetensors.js";
 import { writeSafetensors } from "../../io/safetensors-write.js";
 import type { JsonValue } from "../../io/strict-json.js";
@@ -34,7 +35,6 @@ import {
   readMatrix,
   readVector,
   requireParams,
-  writeTextAtomic,
 } from "./common.js";
 
 export const CONFIG = "config.json";
@@ -314,5 +314,5 @@ export async function saveGemmaScope2(dict: Dictionary, dir: string): Promise<vo
     type: entry.gemmaScope2.type,
     ...form.extraConfig,
   });
-  writeTextAtomic(join(dir, CONFIG), `${JSON.stringify(config, null, 2)}\n`);
+  writeFileAtomicSync(join(dir, CONFIG), `${JSON.stringify(config, null, 2)}\n`);
 }
