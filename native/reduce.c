@@ -266,20 +266,30 @@ static void softmax_rows(void *vctx, int64_t b, int64_t e) {
     float *o = c->out + r * n;
     partial p = reduce_contig(GB_RMAX, x, n);
     float m = p.nan ? NAN : p.m;
+    /* Sums of exp: float within blocks of 512 (vectorised, no per-element widening), double across
+     * blocks, which keeps the total as accurate as a double sum for all practical purposes. */
     double total = 0.0;
+    for (int64_t j0 = 0; j0 < n; j0 += 512) {
+      int64_t j1 = j0 + 512 < n ? j0 + 512 : n;
+      float s = 0.0f;
+      if (c->log) {
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = j0; j < j1; j++) s += gb_expf_nonpos(x[j] - m);
+      } else {
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = j0; j < j1; j++) {
+          float v = gb_expf_nonpos(x[j] - m);
+          o[j] = v;
+          s += v;
+        }
+      }
+      total += (double)s;
+    }
     if (c->log) {
-#pragma omp simd reduction(+ : total)
-      for (int64_t j = 0; j < n; j++) total += (double)gb_expf(x[j] - m);
       double lse = (double)m + log(total);
 #pragma omp simd
       for (int64_t j = 0; j < n; j++) o[j] = (float)((double)x[j] - lse);
     } else {
-#pragma omp simd reduction(+ : total)
-      for (int64_t j = 0; j < n; j++) {
-        float v = gb_expf(x[j] - m);
-        o[j] = v;
-        total += (double)v;
-      }
       float inv = (float)(1.0 / total);
 #pragma omp simd
       for (int64_t j = 0; j < n; j++) o[j] *= inv;

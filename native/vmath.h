@@ -44,6 +44,26 @@ static inline float gb_expf(float x) {
   return p * gb_from_bits((uint32_t)(n1 + 127) << 23) * gb_from_bits((uint32_t)(n2 + 127) << 23);
 }
 
+/* e^x for x <= 0 (softmax after max subtraction): one 2^n scale instead of two, and results below
+ * e^-87 (< 1.7e-38, under FLT_MIN) flush to 0; NaN passes through. */
+static inline float gb_expf_nonpos(float x) {
+  float xc = x < -87.0f ? -87.0f : x;
+  float t = xc * 1.44269504088896341f + 12582912.0f;
+  int32_t ni = (int32_t)gb_to_bits(t) - 0x4b400000;
+  float n = t - 12582912.0f;
+  float r = xc - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  float res = p * gb_from_bits((uint32_t)(ni + 127) << 23);
+  return x < -87.0f ? 0.0f : res;
+}
+
 static inline float gb_logf(float x) {
   int sub = x < 1.17549435e-38f;
   float xs = sub ? x * 8388608.0f : x;
