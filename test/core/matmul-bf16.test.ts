@@ -64,6 +64,7 @@ const CASES: [string, Partial<MatmulArgs>][] = [
   ["few rows, k not a multiple of 32", { m: 3, k: 38, n: 9 }],
   ["row and column tails", { m: 11, k: 6, n: 33 }],
   ["full tiles, several column blocks", { m: 16, k: 40, n: 96 }],
+  ["two register-transposed pack steps", { m: 10, k: 64, n: 64 }],
   ["more rows than one row block", { m: 300, k: 10, n: 40 }],
   ["accumulate", { m: 9, k: 8, n: 31, accumulate: true }],
   ["merged batches sharing B", { batch: 3, m: 5, k: 12, n: 20, aBatchStride: 60 }],
