@@ -231,8 +231,6 @@ const GROUPS = [
   { name: "clt", match: (id) => id.startsWith("clt/") },
 ];
 
-const SHUFFLE_BUFFER = 16_384;
-
 // ---------------------------------------------------------------------------------------------
 // Stages
 
@@ -310,10 +308,6 @@ async function train(o, layers) {
         dir,
         "--seed",
         "0",
-        // The store reader decodes every site of the store into its mixing buffer (not only the
-        // run's): 16k tokens x 18 sites keeps each run near 1 GB instead of 3 GB.
-        "--shuffle-buffer",
-        String(SHUFFLE_BUFFER),
         "--json",
       ]).then((r) => {
         writeFileSync(done, `${JSON.stringify(r, null, 2)}\n`);

@@ -239,3 +239,31 @@ test("StoreBatchSource serves full batches of any size, returns null at the end,
   await assert.rejects(src.next(1, ["nope"]), /no site nope/);
   assert.throws(() => src.seek({ tokens: 3 }), /not a store reader cursor/);
 });
+
+test("StoreBatchSource restricted to some sites reads only those, in the same order as a full source", async () => {
+  const full = new StoreBatchSource(store, { backend: referenceBackend, seed: 9, bufferTokens: 16 });
+  const one = new StoreBatchSource(store, {
+    backend: referenceBackend,
+    seed: 9,
+    bufferTokens: 16,
+    sites: ["blocks.1.mlp_out"],
+  });
+  assert.deepEqual([...one.sites], [["blocks.1.mlp_out", 2]]);
+  for (;;) {
+    const a = await full.next(11, ["blocks.1.mlp_out"]);
+    const b = await one.next(11, ["blocks.1.mlp_out"]);
+    assert.equal(a === null, b === null);
+    if (a === null || b === null) break;
+    assert.deepEqual(b.sites, a.sites);
+  }
+  await assert.rejects(
+    new StoreBatchSource(store, { backend: referenceBackend, sites: ["blocks.1.mlp_out"] }).next(1, [
+      "blocks.0.resid_post",
+    ]),
+    /no site blocks\.0\.resid_post/,
+  );
+  assert.throws(
+    () => new StoreBatchSource(store, { backend: referenceBackend, sites: ["blocks.3.mlp_out"] }),
+    /store has no site blocks\.3\.mlp_out/,
+  );
+});

@@ -393,8 +393,10 @@ async function openSource(
         flags.store,
       );
     const epochs = positiveInt(flags.epochs, "--epochs");
+    // Only the run's sites are decoded into the mixing buffer, not every site of the store.
     const source = new StoreBatchSource(store, {
       backend,
+      sites: siteNames(),
       order: "shuffled",
       seed,
       epochs,
