@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "gb.h"
 #include "sparse.h"
@@ -79,6 +80,34 @@ static arr_t typed(call_t *c, size_t i, napi_typedarray_type want) {
     return a;
   }
   a.len = (int64_t)len;
+  return a;
+}
+
+/*
+ * Large fresh outputs (logits over a 262k vocabulary are 128 MiB per 128 tokens) otherwise cost one
+ * page fault per 4 KiB on first write, which took longer than the matmul that filled them (measured:
+ * [1024, 640] x [640, 262144] bf16 in 1.1 s into a reused buffer, 2.0 s into a fresh one). Where
+ * transparent huge pages are enabled for advised ranges ("madvise" mode), a 2 MiB page per fault
+ * removes nearly all of that. Advice only: failures are ignored and results never change.
+ */
+#define HUGE_ADVICE_MIN ((int64_t)8 << 20)
+#define HUGE_PAGE ((uintptr_t)2 << 20)
+
+static void advise_huge(void *p, int64_t bytes) {
+#if defined(MADV_HUGEPAGE)
+  if (bytes < HUGE_ADVICE_MIN) return;
+  uintptr_t lo = ((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+  uintptr_t hi = ((uintptr_t)p + (uintptr_t)bytes) & ~(HUGE_PAGE - 1);
+  if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+  (void)p, (void)bytes;
+#endif
+}
+
+/* A Float32Array a kernel writes (see advise_huge). */
+static arr_t output(call_t *c, size_t i) {
+  arr_t a = typed(c, i, napi_float32_array);
+  if (c->ok) advise_huge(a.data, a.len * (int64_t)sizeof(float));
   return a;
 }
 
@@ -225,7 +254,7 @@ static void matmul_parse(call_t *c, arr_t *a, arr_t *b, arr_t *out, gb_matmul_ar
   g->a_bf16 = flag(c, 13);
   *a = typed(c, 0, napi_float32_array);
   *b = float_source(c, 1, g->b_dtype);
-  *out = typed(c, 2, napi_float32_array);
+  *out = output(c, 2);
   if (!c->ok || g->batch == 0) return;
   int64_t last = g->batch - 1;
   int64_t mk = prod(c, g->m, g->k), kn = prod(c, g->k, g->n), mn = prod(c, g->m, g->n);
@@ -304,7 +333,7 @@ static napi_value js_matmul_async(napi_env env, napi_callback_info info) {
 static napi_value js_unary(napi_env env, napi_callback_info info) {
   call_t c = begin(env, info, 3);
   int op = code(&c, 0, GB_UNARY_COUNT);
-  arr_t x = typed(&c, 1, napi_float32_array), out = typed(&c, 2, napi_float32_array);
+  arr_t x = typed(&c, 1, napi_float32_array), out = output(&c, 2);
   need(&c, &out, x.len, "out");
   if (c.ok) gb_unary_run(op, x.data, out.data, x.len);
   return undefined(env);
@@ -313,7 +342,7 @@ static napi_value js_unary(napi_env env, napi_callback_info info) {
 /* (x, s, t, out) */
 static napi_value js_affine(napi_env env, napi_callback_info info) {
   call_t c = begin(env, info, 4);
-  arr_t x = typed(&c, 0, napi_float32_array), out = typed(&c, 3, napi_float32_array);
+  arr_t x = typed(&c, 0, napi_float32_array), out = output(&c, 3);
   double s = num(&c, 1), t = num(&c, 2);
   need(&c, &out, x.len, "out");
   if (c.ok) gb_affine_run(x.data, s, t, out.data, x.len);
@@ -325,7 +354,7 @@ static napi_value js_binary(napi_env env, napi_callback_info info) {
   call_t c = begin(env, info, 5);
   int op = code(&c, 0, GB_BINARY_COUNT);
   arr_t a = typed(&c, 1, napi_float32_array), b = typed(&c, 2, napi_float32_array),
-        out = typed(&c, 3, napi_float32_array);
+        out = output(&c, 3);
   gb_layout in, l;
   layout_arg(&c, 4, 2, &in);
   if (!c.ok) return undefined(env);
@@ -349,7 +378,7 @@ static napi_value js_binary(napi_env env, napi_callback_info info) {
 static napi_value js_where(napi_env env, napi_callback_info info) {
   call_t c = begin(env, info, 5);
   arr_t cond = typed(&c, 0, napi_float32_array), a = typed(&c, 1, napi_float32_array),
-        b = typed(&c, 2, napi_float32_array), out = typed(&c, 3, napi_float32_array);
+        b = typed(&c, 2, napi_float32_array), out = output(&c, 3);
   gb_layout in, l;
   layout_arg(&c, 4, 3, &in);
   if (!c.ok) return undefined(env);
@@ -372,7 +401,7 @@ static napi_value js_where(napi_env env, napi_callback_info info) {
 /* (src, out, layout[ndim, shape, srcStrides, dstStrides], srcOffset, dstOffset) */
 static napi_value js_copy(napi_env env, napi_callback_info info) {
   call_t c = begin(env, info, 5);
-  arr_t src = typed(&c, 0, napi_float32_array), dst = typed(&c, 1, napi_float32_array);
+  arr_t src = typed(&c, 0, napi_float32_array), dst = output(&c, 1);
   gb_layout in, l;
   layout_arg(&c, 2, 2, &in);
   int64_t so = size_arg(&c, 3), dof = size_arg(&c, 4);
@@ -397,7 +426,7 @@ static napi_value js_copy(napi_env env, napi_callback_info info) {
 static napi_value js_reduce(napi_env env, napi_callback_info info) {
   call_t c = begin(env, info, 6);
   int op = code(&c, 0, GB_REDUCE_COUNT);
-  arr_t x = typed(&c, 1, napi_float32_array), out = typed(&c, 2, napi_float32_array);
+  arr_t x = typed(&c, 1, napi_float32_array), out = output(&c, 2);
   int64_t outer = size_arg(&c, 3), size = size_arg(&c, 4), inner = size_arg(&c, 5);
   need(&c, &x, prod(&c, prod(&c, outer, size), inner), "x");
   need(&c, &out, prod(&c, outer, inner), "out");
@@ -421,7 +450,7 @@ static napi_value js_arg_reduce(napi_env env, napi_callback_info info) {
 /* (x, out, rows, cols, log) */
 static napi_value js_softmax(napi_env env, napi_callback_info info) {
   call_t c = begin(env, info, 5);
-  arr_t x = typed(&c, 0, napi_float32_array), out = typed(&c, 1, napi_float32_array);
+  arr_t x = typed(&c, 0, napi_float32_array), out = output(&c, 1);
   int64_t rows = size_arg(&c, 2), cols = size_arg(&c, 3);
   int log = flag(&c, 4);
   int64_t n = prod(&c, rows, cols);
@@ -434,7 +463,7 @@ static napi_value js_softmax(napi_env env, napi_callback_info info) {
 /* (x, weight|null, out, rows, cols, eps, weightOffset, invRms|null) */
 static napi_value js_rmsnorm(napi_env env, napi_callback_info info) {
   call_t c = begin(env, info, 8);
-  arr_t x = typed(&c, 0, napi_float32_array), out = typed(&c, 2, napi_float32_array), w = {NULL, 0},
+  arr_t x = typed(&c, 0, napi_float32_array), out = output(&c, 2), w = {NULL, 0},
         inv = {NULL, 0};
   int has_w = c.ok && !is_null(&c, 1), has_inv = c.ok && !is_null(&c, 7);
   if (has_w) w = typed(&c, 1, napi_float32_array);
@@ -454,7 +483,7 @@ static napi_value js_rmsnorm(napi_env env, napi_callback_info info) {
 static napi_value js_rope(napi_env env, napi_callback_info info) {
   call_t c = begin(env, info, 8);
   arr_t x = typed(&c, 0, napi_float32_array), cs = typed(&c, 1, napi_float32_array),
-        sn = typed(&c, 2, napi_float32_array), out = typed(&c, 3, napi_float32_array);
+        sn = typed(&c, 2, napi_float32_array), out = output(&c, 3);
   int64_t rows = size_arg(&c, 4), seq = size_arg(&c, 5), dim = size_arg(&c, 6);
   int inverse = flag(&c, 7);
   if (c.ok && dim % 2 != 0) fail_range(&c, "native rope: dim must be even");
@@ -478,7 +507,7 @@ static int64_t bad_index(const int32_t *idx, int64_t n, int64_t limit) {
 static napi_value js_gather(napi_env env, napi_callback_info info) {
   call_t c = begin(env, info, 8);
   int dtype = code(&c, 1, 3);
-  arr_t src = float_source(&c, 0, dtype), idx = typed(&c, 2, napi_int32_array), out = typed(&c, 3, napi_float32_array);
+  arr_t src = float_source(&c, 0, dtype), idx = typed(&c, 2, napi_int32_array), out = output(&c, 3);
   int64_t outer = size_arg(&c, 4), size = size_arg(&c, 5), inner = size_arg(&c, 6), src_size = size_arg(&c, 7);
   need(&c, &idx, size, "idx");
   need(&c, &src, prod(&c, prod(&c, outer, src_size), inner), "src");
@@ -493,7 +522,7 @@ static napi_value js_gather(napi_env env, napi_callback_info info) {
 static napi_value js_scatter_add(napi_env env, napi_callback_info info) {
   call_t c = begin(env, info, 7);
   arr_t src = typed(&c, 0, napi_float32_array), idx = typed(&c, 1, napi_int32_array),
-        out = typed(&c, 2, napi_float32_array);
+        out = output(&c, 2);
   int64_t outer = size_arg(&c, 3), size = size_arg(&c, 4), inner = size_arg(&c, 5), out_size = size_arg(&c, 6);
   need(&c, &idx, size, "idx");
   need(&c, &src, prod(&c, prod(&c, outer, size), inner), "src");
@@ -522,7 +551,7 @@ static napi_value js_topk(napi_env env, napi_callback_info info) {
 /* (src:Uint16Array, dtype, out) */
 static napi_value js_half_to_float(napi_env env, napi_callback_info info) {
   call_t c = begin(env, info, 3);
-  arr_t src = typed(&c, 0, napi_uint16_array), out = typed(&c, 2, napi_float32_array);
+  arr_t src = typed(&c, 0, napi_uint16_array), out = output(&c, 2);
   int dtype = code(&c, 1, 3);
   if (c.ok && dtype == GB_F32) fail_range(&c, "native halfToFloat: dtype must be bf16 or f16");
   need(&c, &out, src.len, "out");

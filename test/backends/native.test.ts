@@ -939,4 +939,36 @@ describe("native backend", { skip }, () => {
       nb.setThreads(threads);
     }
   });
+
+  test("large outputs (advised for huge pages) are written exactly, in place, inside a bigger buffer", () => {
+    // 12 MiB: above the size from which the addon advises transparent huge pages for outputs.
+    const n = 3 << 20;
+    const x = uniform(n, 33);
+    const whole = new Float32Array(n + 2).fill(7);
+    const out = whole.subarray(1, n + 1);
+    N.unary("neg", x, out);
+    assert.equal(whole[0], 7);
+    assert.equal(whole[n + 1], 7);
+    for (let i = 0; i < n; i++) if (out[i] !== -x[i]) assert.fail(`element ${i}: ${out[i]} != ${-x[i]}`);
+    const a = uniform(64 * 256, 34);
+    const w = uniform(16384 * 256, 35);
+    const args: MatmulArgs = {
+      batch: 1,
+      m: 64,
+      k: 256,
+      n: 16384,
+      transA: false,
+      transB: true,
+      aBatchStride: 0,
+      bBatchStride: 0,
+      bDtype: "f32",
+      accumulate: false,
+    };
+    const got = new Float32Array(64 * 16384);
+    const want = new Float32Array(64 * 16384);
+    N.matmul(a, w, got, args);
+    R.matmul(a, w, want, args);
+    for (let i = 0; i < got.length; i++)
+      if (Math.abs(got[i] - want[i]) > 1e-4) assert.fail(`matmul element ${i}: ${got[i]} != ${want[i]}`);
+  });
 });
