@@ -149,8 +149,15 @@ static void gemm_blocks(void *vctx, int64_t begin, int64_t end) {
       int64_t j0 = blk * NR;
       int nr = (int)(g->n - j0 < NR ? g->n - j0 : NR);
       pack_b(g->b, g->k, j0, nr, p);
+      /* The next block's rows of B (contiguous; from DRAM for an unembedding) are fetched into L2 a
+       * slice per micro-kernel, so that the memory latency of packing overlaps this block's work. */
+      const char *next = blk + 1 < end ? (const char *)(g->b + (j0 + NR) * g->k) : NULL;
+      int64_t next_bytes = next ? (g->n - j0 - NR < NR ? g->n - j0 - NR : NR) * g->k * 2 : 0;
+      int64_t slices = (mc + MR - 1) / MR, slice = (next_bytes / slices + 63) / 64 * 64, fetched = 0;
       for (int64_t i = i0; i < i0 + mc; i += MR) {
         int mr = (int)(i0 + mc - i < MR ? i0 + mc - i : MR);
+        for (int64_t e = fetched + slice; fetched < e && fetched < next_bytes; fetched += 64)
+          _mm_prefetch(next + fetched, _MM_HINT_T1);
         const uint16_t *a = g->a + i * g->k;
         float *c = g->out + i * g->n + j0;
         if (mr == MR)

@@ -23,5 +23,7 @@ if (files.length === 0) {
 }
 const r = spawnSync(process.execPath, ["--expose-gc", "--test", "--test-reporter=spec", ...files], {
   stdio: "inherit",
+  // Native op outputs start as NaN instead of whatever memory they reuse (src/backends/native).
+  env: { ...process.env, GLASSBOX_POISON_OUTPUTS: "1" },
 });
 process.exit(r.status ?? 1);

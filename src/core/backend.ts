@@ -177,6 +177,13 @@ export interface Backend {
   /** "reference" or "native"; also shown in benchmark and error output. */
   readonly name: string;
 
+  /**
+   * Storage for an op's output that the kernel overwrites entirely: its initial contents are
+   * unspecified. Optional; without it ops allocate zero-filled arrays. Skipping the zero fill (and
+   * reusing freed memory) matters for large outputs such as logits.
+   */
+  allocOutput?(size: number): Float32Array;
+
   matmul(a: Float32Array, b: FloatSource, out: Float32Array, args: MatmulArgs): void;
   /** Same as `matmul`, off the event loop. */
   matmulAsync(a: Float32Array, b: FloatSource, out: Float32Array, args: MatmulArgs): Promise<void>;

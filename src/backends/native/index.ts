@@ -240,9 +240,25 @@ function matmulArgs(a: Float32Array, b: FloatSource, out: Float32Array, g: Matmu
   ] as const;
 }
 
+/**
+ * Uninitialised output storage: `Buffer.allocUnsafeSlow` skips the zero fill and lets the allocator
+ * reuse freed memory without touching it first. With GLASSBOX_POISON_OUTPUTS=1 (set by the test
+ * runner) outputs are filled with NaN instead, so an op that reads its output before writing all of
+ * it fails its tests deterministically.
+ */
+const POISON = process.env.GLASSBOX_POISON_OUTPUTS === "1";
+const SMALL_OUTPUT = 256;
+
+function allocOutput(size: number): Float32Array {
+  if (size < SMALL_OUTPUT) return POISON ? new Float32Array(size).fill(Number.NaN) : new Float32Array(size);
+  const out = new Float32Array(Buffer.allocUnsafeSlow(size * 4).buffer, 0, size);
+  return POISON ? out.fill(Number.NaN) : out;
+}
+
 function wrap(addon: Addon): NativeBackend {
   return {
     name: "native",
+    allocOutput,
     matmul: (a, b, out, args) => addon.matmul(...matmulArgs(a, b, out, args)),
     matmulAsync: async (a, b, out, args) => addon.matmulAsync(...matmulArgs(a, b, out, args)),
     unary: (op, x, out) => addon.unary(UNARY[op], x, out),

@@ -14,8 +14,8 @@ import {
   broadcastStrides,
   f32Data,
   fail,
-  makeF32,
   type Operand,
+  outputF32,
 } from "./util.js";
 
 function binaryRaw(op: BinaryOp, a: Operand, b: Operand): [Tensor<"f32">, Tensor, Tensor] {
@@ -25,7 +25,7 @@ function binaryRaw(op: BinaryOp, a: Operand, b: Operand): [Tensor<"f32">, Tensor
   const ad = f32Data(op, ta, "left operand");
   const bd = f32Data(op, tb, "right operand");
   const shape = broadcastShapes(op, ta.shape, tb.shape);
-  const out = makeF32(backend, shape);
+  const out = outputF32(backend, shape);
   backend.binary(op, ad, bd, out.data, {
     shape,
     aStrides: broadcastStrides(ta.shape, shape),
@@ -55,7 +55,7 @@ function binaryOp(op: BinaryOp, a: Operand, b: Operand, backward: BinaryBackward
 
 /** out = x * scale + shift. */
 export function affine(x: Tensor, scale: number, shift: number): Tensor<"f32"> {
-  const out = makeF32(x.backend, x.shape);
+  const out = outputF32(x.backend, x.shape);
   x.backend.affine(f32Data("affine", x), scale, shift, out.data);
   if (isRecording()) recordOp("affine", [x], out, (g) => [affine(g, scale, 0)]);
   return out;
@@ -132,7 +132,7 @@ export function where(cond: Tensor, a: Operand, b: Operand): Tensor<"f32"> {
   const ad = f32Data("where", ta, "first branch");
   const bd = f32Data("where", tb, "second branch");
   const shape = broadcastShapes("where", cond.shape, ta.shape, tb.shape);
-  const out = makeF32(backend, shape);
+  const out = outputF32(backend, shape);
   backend.where(cd, ad, bd, out.data, {
     shape,
     cStrides: broadcastStrides(cond.shape, shape),
@@ -150,7 +150,7 @@ export function where(cond: Tensor, a: Operand, b: Operand): Tensor<"f32"> {
 }
 
 function unaryRaw(op: UnaryOp, x: Tensor): Tensor<"f32"> {
-  const out = makeF32(x.backend, x.shape);
+  const out = outputF32(x.backend, x.shape);
   x.backend.unary(op, f32Data(op, x), out.data);
   return out;
 }

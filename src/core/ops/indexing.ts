@@ -6,7 +6,17 @@
 import { isRecording, recordOp } from "../tape.js";
 import { formatShape, type Tensor, zeros } from "../tensor.js";
 import { reshape } from "./shape.js";
-import { axisArgs, backendOf, f32Data, fail, makeF32, makeTensor, normAxis, requireDType } from "./util.js";
+import {
+  axisArgs,
+  backendOf,
+  f32Data,
+  fail,
+  makeF32,
+  makeTensor,
+  normAxis,
+  outputF32,
+  requireDType,
+} from "./util.js";
 
 function checkIndices(op: string, indices: Tensor, size: number): Int32Array {
   const idx = requireDType(op, indices, "i32", "indices").data;
@@ -26,7 +36,7 @@ export function indexSelect(x: Tensor, axis: number, indices: Tensor): Tensor<"f
   const a = normAxis("indexSelect", axis, x.rank);
   const idx = checkIndices("indexSelect", indices, x.shape[a]);
   const shape = [...x.shape.slice(0, a), ...indices.shape, ...x.shape.slice(a + 1)];
-  const out = makeF32(backend, shape);
+  const out = outputF32(backend, shape);
   const args = { ...axisArgs(x.shape, a), size: idx.length };
   backend.gather(
     x.data as Float32Array | Uint16Array,
@@ -91,7 +101,7 @@ export function topk(x: Tensor, k: number): { values: Tensor<"f32">; indices: Te
   if (!Number.isInteger(k) || k < 0 || k > cols) fail("topk", `k = ${k} out of range [0, ${cols}]`);
   const rows = cols === 0 ? 0 : x.size / cols;
   const shape = [...x.shape.slice(0, -1), k];
-  const values = makeF32(x.backend, shape);
+  const values = outputF32(x.backend, shape);
   const idx = new Int32Array(rows * k);
   x.backend.topk(f32Data("topk", x), rows, cols, k, values.data, idx);
   const indices = makeTensor(x.backend, "i32", shape, idx);

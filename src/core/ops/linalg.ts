@@ -14,7 +14,7 @@ import {
   broadcastShapes,
   broadcastStrides,
   fail,
-  makeF32,
+  outputF32,
   requireDType,
   sameShape,
 } from "./util.js";
@@ -165,7 +165,7 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   const transA = options.transA ?? false;
   const transB = options.transB ?? false;
   const p = plan(a, b, transA, transB, options.aBf16 ?? false);
-  const out = makeF32(a.backend, p.outShape);
+  const out = outputF32(a.backend, p.outShape);
   for (const c of p.calls) {
     a.backend.matmul(
       (a.data as Float32Array).subarray(c.aOffset),
@@ -183,7 +183,7 @@ export async function matmulAsync(a: Tensor, b: Tensor, options: MatmulOptions =
   const transA = options.transA ?? false;
   const transB = options.transB ?? false;
   const p = plan(a, b, transA, transB, options.aBf16 ?? false);
-  const out = makeF32(a.backend, p.outShape);
+  const out = outputF32(a.backend, p.outShape);
   for (const c of p.calls) {
     await a.backend.matmulAsync(
       (a.data as Float32Array).subarray(c.aOffset),

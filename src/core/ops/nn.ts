@@ -9,7 +9,7 @@ import { isRecording, recordOp } from "../tape.js";
 import { formatShape, shapeSize, type Tensor } from "../tensor.js";
 import { add, mul, rsqrt, square, sub } from "./elementwise.js";
 import { mean, sum, sumTo } from "./reduce.js";
-import { backendOf, f32Data, fail, makeF32 } from "./util.js";
+import { backendOf, f32Data, fail, makeF32, outputF32 } from "./util.js";
 
 function rowsCols(op: string, x: Tensor): [number, number] {
   if (x.rank < 1) fail(op, "needs at least one dim");
@@ -20,7 +20,7 @@ function rowsCols(op: string, x: Tensor): [number, number] {
 /** Softmax over the last axis. */
 export function softmax(x: Tensor): Tensor<"f32"> {
   const [rows, cols] = rowsCols("softmax", x);
-  const out = makeF32(x.backend, x.shape);
+  const out = outputF32(x.backend, x.shape);
   x.backend.softmax(f32Data("softmax", x), out.data, rows, cols);
   if (isRecording()) {
     recordOp("softmax", [x], out, (g) => [mul(out, sub(g, sum(mul(g, out), -1, true)))]);
@@ -31,7 +31,7 @@ export function softmax(x: Tensor): Tensor<"f32"> {
 /** log(softmax(x)) over the last axis, computed stably. */
 export function logSoftmax(x: Tensor): Tensor<"f32"> {
   const [rows, cols] = rowsCols("logSoftmax", x);
-  const out = makeF32(x.backend, x.shape);
+  const out = outputF32(x.backend, x.shape);
   x.backend.logSoftmax(f32Data("logSoftmax", x), out.data, rows, cols);
   if (isRecording()) {
     recordOp("logSoftmax", [x], out, (g) => [sub(g, mul(softmax(x), sum(g, -1, true)))]);
@@ -67,7 +67,7 @@ export function rmsnorm(x: Tensor, weight: Tensor | null, options: RmsnormOption
     w =
       weight.dtype === "f32" ? (weight as Tensor<"f32">) : makeF32(backend, [cols], weight.toFloat32Array());
   }
-  const out = makeF32(backend, x.shape);
+  const out = outputF32(backend, x.shape);
   backend.rmsnorm(f32Data("rmsnorm", x), w ? w.data : null, out.data, rows, cols, eps, offset, null);
   if (isRecording()) {
     const inputs = weight ? [x, weight] : [x];
@@ -104,7 +104,7 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor, options: RopeOptions =
     }
   }
   const inverse = options.inverse ?? false;
-  const out = makeF32(backend, x.shape);
+  const out = outputF32(backend, x.shape);
   const rows = shapeSize(x.shape.slice(0, -2));
   backend.rope(
     f32Data("rope", x),

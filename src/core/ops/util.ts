@@ -48,6 +48,17 @@ export function makeF32(backend: Backend, shape: readonly number[], data?: Float
   return new Tensor(backend, "f32", shape, data ?? new Float32Array(shapeSize(shape)));
 }
 
+/** An f32 tensor for a kernel to overwrite completely (contents unspecified until then). */
+export function outputF32(backend: Backend, shape: readonly number[]): Tensor<"f32"> {
+  const n = shapeSize(shape);
+  return new Tensor(
+    backend,
+    "f32",
+    shape,
+    backend.allocOutput ? backend.allocOutput(n) : new Float32Array(n),
+  );
+}
+
 export function makeTensor<D extends DType>(
   backend: Backend,
   dtype: D,
