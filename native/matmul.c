@@ -6,6 +6,8 @@
  * - A bf16/f16 right operand is widened a panel at a time (a block of columns of B, or of rows of a
  *   transposed B) into a scratch buffer of at most a few MB, and sgemm runs per panel writing the
  *   matching columns of `out`: no full f32 copy of a weight is ever made.
+ * - A bf16 B stored [n, k] with at most FEW_ROWS rows of f32 A (decoding) is read in place by
+ *   few_rows_bf16, with no panel.
  * - `a_bf16` (MatmulArgs.aBf16: A rounded to bf16): a bf16 B stored [n, k] with a plain A goes to the
  *   AVX512-BF16 kernel in bf16gemm.c; every other case rounds a copy of A and continues as below.
  * - One sgemm runs at a time in the process (a mutex); OpenBLAS threads do the parallelism, and the
@@ -108,6 +110,42 @@ static void round_to_bf16(const float *a, float *out, int64_t n) {
   }
 }
 
+/* Few rows of f32 A (decoding) against a bf16 B stored [n, k] (a linear layer's weight): each
+ * output is a dot product of a row of A with a row of B widened in registers. B is read once at 2
+ * bytes per weight, where the panel path would write and re-read it as f32: decoding is bound by
+ * reading the weights. Exact f32 products, as on the panel path; only the summation order differs. */
+#define FEW_ROWS 4
+
+typedef struct {
+  const float *a;
+  const uint16_t *b;
+  float *out;
+  int64_t m, k, n;
+  int acc;
+} few_rows_ctx;
+
+static void few_rows_bf16(void *vctx, int64_t begin, int64_t end) {
+  const few_rows_ctx *c = vctx;
+  int64_t k = c->k;
+  for (int64_t j = begin; j < end; j++) {
+    const uint16_t *bj = c->b + j * k;
+    for (int64_t i = 0; i < c->m; i++) {
+      const float *ai = c->a + i * k;
+      float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+      for (int64_t p = 0; p < k; p++) {
+        union {
+          uint32_t u;
+          float f;
+        } w = {(uint32_t)bj[p] << 16};
+        s += ai[p] * w.f;
+      }
+      float *o = c->out + i * c->n + j;
+      *o = c->acc ? *o + s : s;
+    }
+  }
+}
+
 int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_args *g) {
   int64_t m = g->m, k = g->k, n = g->n;
   if (g->batch == 0 || m == 0 || n == 0) return 0;
@@ -121,6 +159,12 @@ int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_arg
   int rc = 0;
   int merge = g->batch > 1 && g->b_batch_stride == 0 && !g->trans_a && g->a_batch_stride == m * k;
   float *rounded = NULL;
+  if (!g->a_bf16 && g->b_dtype == GB_BF16 && g->trans_b && !g->trans_a && (merge || g->batch == 1) &&
+      g->batch * m <= FEW_ROWS) {
+    few_rows_ctx c = {a, b, out, g->batch * m, k, n, g->accumulate};
+    gb_parallel_for(n, 64, few_rows_bf16, &c);
+    return 0;
+  }
   if (g->a_bf16) {
     if (g->b_dtype == GB_BF16 && g->trans_b && !g->trans_a && (merge || g->batch == 1)) {
       rc = gb_bf16_gemm_nt(a, b, out, g->batch * m, k, n, g->accumulate);

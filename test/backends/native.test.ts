@@ -188,6 +188,21 @@ describe("native backend", { skip }, () => {
               `${bDtype} m5 tA${transA} tB${transB}`,
             );
           }
+          // At most 4 rows against a transposed bf16 B: read in place (decoding), any k.
+          if (transB && bDtype === "bf16") {
+            for (const [m, k] of [
+              [1, 1000],
+              [4, 37],
+              [2, 640],
+            ] as const) {
+              check({ ...base, m, k, n: 301, transB, bDtype }, `bf16 few rows m${m} k${k}`);
+              check({ ...base, m, k, n: 301, transB, bDtype, accumulate: true }, `bf16 few rows m${m} acc`);
+            }
+            check(
+              { ...base, m: 2, k: 9, n: 33, transB, bDtype, batch: 2, aBatchStride: 18, bBatchStride: 0 },
+              "bf16 few rows, merged batches",
+            );
+          }
           // m >= 64: panels of 2M floats; k = 2100 gives 960-wide panels, n = 1000 two of them.
           check({ ...base, m: 64, k: 2100, n: 1000, transB, bDtype }, `${bDtype} m64 tB${transB}`);
           check(
