@@ -38,6 +38,12 @@ export interface DictionaryConfig {
   readonly deadWindow: number;
   /** Initialisation seed. */
   readonly seed: number;
+  /**
+   * Start from this dictionary's weights (a folder `loadDictionary` reads, relative to the working
+   * directory) instead of a random initialisation, as Gemma Scope 2 fine-tunes its chat-model
+   * dictionaries from the base-model ones (see init.ts). Null: random.
+   */
+  readonly init: string | null;
 }
 
 export interface TrainingConfig {
@@ -220,6 +226,7 @@ function parseDictionary(
     },
     deadWindow: f.integer("deadWindow", 10_000_000, 1),
     seed: f.integer("seed", index),
+    init: f.has("init") ? f.string("init") : null,
   };
   adam.done();
   f.done();

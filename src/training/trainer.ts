@@ -16,6 +16,7 @@ import { join } from "node:path";
 import type { Backend } from "../core/backend.js";
 import { TrainingError } from "../core/errors.js";
 import { Rng } from "../core/random.js";
+import { loadDictionary } from "../dictionaries/load.js";
 import type { JsonValue } from "../io/strict-json.js";
 import { type CheckpointState, readCheckpoint, writeCheckpoint } from "./checkpoint.js";
 import { type SparseCoder as Coder, SparseCoder, type StepMetrics, Workspace } from "./coder.js";
@@ -25,6 +26,7 @@ import {
   dictionaryWidths,
   type TrainingConfig,
 } from "./config.js";
+import { initFromDictionary } from "./init.js";
 import { makeRule } from "./rules/index.js";
 import type { ActivationBatch, BatchSource, SourceCursor } from "./source.js";
 
@@ -234,6 +236,10 @@ export class Trainer {
     }
     const sites = [...new Set([...coders.values()].flatMap((c) => c.sites))];
     const scales = await estimateScales(source, sites, config.scaleTokens, config.batchSize);
+    for (const d of config.dictionaries) {
+      if (d.init !== null)
+        initFromDictionary(coders.get(d.id) as Coder, loadDictionary(d.init, backend), scales, d.init);
+    }
     return new Trainer(options, coders, scales, {
       step: 0,
       rng: new Rng(config.seed),

@@ -124,3 +124,130 @@ test("exported dictionaries reconstruct raw activations like the trainer", async
     file.close();
   }
 });
+
+test("a run initialised from an exported dictionary starts from the same function (init), under new scales", async () => {
+  const layers = 2;
+  const planted = (seed: number) =>
+    new PlantedSource({ d: D, features: 24, meanL0: 3, layers, kind: "transcoder", seed, skip: 0.3 });
+  const common = { width: 40, lr: 3e-3, lrWarmupSteps: 5, sparsityWarmupSteps: 10, deadWindow: 128 };
+  const dicts = [
+    { id: "jumprelu-sae", inputs: ["in.0"], preEncoderBias: true, rule: { kind: "jumprelu", targetL0: 4 } },
+    { id: "topk-sae", inputs: ["in.1"], rule: { kind: "topk", k: 3 } },
+    {
+      id: "skip-transcoder",
+      inputs: ["in.0"],
+      outputs: ["out.0"],
+      skip: true,
+      rule: { kind: "jumprelu", targetL0: 4 },
+    },
+    { id: "clt", inputs: ["in.0", "in.1"], outputs: ["out.0", "out.1"], rule: { kind: "batchtopk", k: 3 } },
+  ];
+  const first = await Trainer.open({
+    backend,
+    source: planted(4),
+    config: parseTrainingConfig({
+      batchSize: B,
+      steps: 20,
+      scaleTokens: 512,
+      dictionaries: dicts.map((d) => ({ ...d, ...common })),
+    }),
+    outDir: null,
+  });
+  await first.run();
+  const root = mkdtempSync(join(tmpdir(), "glassbox-init-"));
+  dirs.push(root);
+  const meta = (isClt: boolean) => ({
+    hookIn: isClt ? "model.layers.{all}.pre_feedforward_layernorm.output" : "model.layers.0.x",
+    hookOut: isClt ? "model.layers.{all}.post_feedforward_layernorm.output" : "model.layers.0.y",
+    modelName: "planted",
+    l0: 3,
+  });
+  for (const [id, coder] of first.coders) {
+    await saveGemmaScope2(
+      exportDictionary(backend, coder, first.scales, meta(coder.layers.length > 1)),
+      join(root, id),
+    );
+  }
+  // Another data distribution: other input scales, so the inverse folding is exercised.
+  const source = planted(9);
+  const second = await Trainer.open({
+    backend,
+    source,
+    config: parseTrainingConfig({
+      batchSize: B,
+      steps: 1,
+      scaleTokens: 256,
+      dictionaries: dicts.map((d) => ({ ...d, ...common, init: join(root, d.id) })),
+    }),
+    outDir: null,
+  });
+  assert.notEqual(second.scales.get("in.0"), first.scales.get("in.0"));
+  const raw = source.nextSync(B, [...source.sites.keys()]);
+  assert.ok(raw !== null);
+  for (const [id, coder] of second.coders) {
+    const isClt = coder.layers.length > 1;
+    const loaded = loadDictionary(join(root, id), backend);
+    // Exporting the initialised coder gives back the dictionary it started from.
+    const again = join(root, `${id}-again`);
+    await saveGemmaScope2(exportDictionary(backend, coder, second.scales, meta(isClt)), again);
+    for (const file of isClt
+      ? ["params_layer_0.safetensors", "params_layer_1.safetensors"]
+      : ["params.safetensors"]) {
+      const a = SafetensorsFile.open(join(root, id, file));
+      const b = SafetensorsFile.open(join(again, file));
+      for (const name of [
+        "w_enc",
+        "b_enc",
+        "w_dec",
+        "b_dec",
+        ...(id === "skip-transcoder" ? ["affine_skip_connection"] : []),
+      ]) {
+        closeEnough(
+          (await b.readTyped(name)).data as Float32Array,
+          (await a.readTyped(name)).data as Float32Array,
+          `${id} ${file} ${name}`,
+        );
+      }
+      a.close();
+      b.close();
+    }
+    if (!isClt) {
+      // Same function on raw activations: the trainer's own reconstruction matches the dictionary's.
+      const want = loaded
+        .reconstruct(tensor(backend, raw.sites.get(coder.shape.inputs[0]) as Float32Array, { shape: [B, D] }))
+        .toFloat32Array();
+      closeEnough(
+        coder.reconstruct(raw.sites, B, second.scales).get(coder.shape.outputs[0])!,
+        want,
+        `${id} init`,
+      );
+    }
+  }
+  await assert.rejects(
+    Trainer.open({
+      backend,
+      source: planted(9),
+      config: parseTrainingConfig({
+        batchSize: B,
+        steps: 1,
+        dictionaries: [{ ...dicts[0], ...common, width: 48, init: join(root, "jumprelu-sae") }],
+      }),
+      outDir: null,
+    }),
+    (e: Error) =>
+      e.message.includes("w_enc is [16,40], the run needs [16,48]") && e.message.includes("jumprelu-sae"),
+  );
+  await assert.rejects(
+    Trainer.open({
+      backend,
+      source: planted(9),
+      config: parseTrainingConfig({
+        batchSize: B,
+        steps: 1,
+        dictionaries: [{ ...dicts[0], ...common, init: join(root, "skip-transcoder") }],
+      }),
+      outDir: null,
+    }),
+    /it is a transcoder, the run trains an SAE/,
+  );
+});
