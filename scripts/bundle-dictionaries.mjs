@@ -43,6 +43,8 @@ const usage = `usage: node scripts/bundle-dictionaries.mjs MODEL_DIR [options]
   --data FILE         training text (default data/corpus/train.jsonl)
   --eval-data FILE    held-out text (default data/corpus/validation.jsonl)
   --chat              --data and --eval-data are chat JSONL ({"messages": [...]} per line)
+  --init-from DIR     start every dictionary from the one with the same id under DIR (e.g.
+                      models/tiny-gemma3/gemma-scope for the chat model, as Gemma Scope 2 does)
   --eval-tokens N     tokens per evaluation (default 8192)
   --stages LIST       harvest,train,export,eval,report (default: all, in order)
   --dist DIR          the compiled glassbox to use (default: <repo>/dist, from npm run build)`;
@@ -56,6 +58,7 @@ function parseArgs(argv) {
     data: join(ROOT, "data/corpus/train.jsonl"),
     evalData: join(ROOT, "data/corpus/validation.jsonl"),
     chat: false,
+    initFrom: null,
     evalTokens: 8192,
     stages: ["harvest", "train", "export", "eval", "report"],
     dist: join(ROOT, "dist"),
@@ -77,6 +80,7 @@ function parseArgs(argv) {
     else if (a === "--data") o.data = resolve(val());
     else if (a === "--eval-data") o.evalData = resolve(val());
     else if (a === "--chat") o.chat = true;
+    else if (a === "--init-from") o.initFrom = resolve(val());
     else if (a === "--eval-tokens") o.evalTokens = posInt(val(), a);
     else if (a === "--stages")
       o.stages = val()
@@ -159,14 +163,19 @@ function jumprelu(targetL0) {
   };
 }
 
-/** The glassbox train JSON config for a model with `layers` layers and `steps` steps. */
-export function trainingConfig(layers, steps) {
+/**
+ * The glassbox train JSON config for a model with `layers` layers and `steps` steps. With `initFrom`
+ * (a folder of bundled dictionaries, e.g. the base model's `gemma-scope/`) every dictionary starts
+ * from the one with its id there, as Gemma Scope 2 fine-tunes IT dictionaries from PT ones; their
+ * thresholds are already tuned, so there is no sparsity warm-up.
+ */
+export function trainingConfig(layers, steps, initFrom = null) {
   const p = PLAN;
   const common = {
     lr: p.lr,
     lrWarmupSteps: Math.min(100, Math.floor(steps / 10)),
     lrDecaySteps: Math.floor(steps / 5),
-    sparsityWarmupSteps: Math.floor(steps / 4),
+    sparsityWarmupSteps: initFrom === null ? Math.floor(steps / 4) : 0,
     deadWindow: 200_000,
   };
   const d = [];
@@ -214,7 +223,8 @@ export function trainingConfig(layers, steps) {
     rule: { kind: "batchtopk", k: p.matryoshkaK },
     ...common,
   });
-  return { batchSize: p.batchSize, steps, checkpointEvery: 50, logEvery: 10, dictionaries: d };
+  const dictionaries = initFrom === null ? d : d.map((x) => ({ ...x, init: join(initFrom, x.id) }));
+  return { batchSize: p.batchSize, steps, checkpointEvery: 50, logEvery: 10, dictionaries };
 }
 
 /**
@@ -280,7 +290,7 @@ function runDir(o, group) {
 async function train(o, layers) {
   const man = JSON.parse(readFileSync(join(o.work, "store", "manifest.json"), "utf8"));
   const steps = Math.floor((man.tokens * o.epochs) / PLAN.batchSize);
-  const all = trainingConfig(layers, steps);
+  const all = trainingConfig(layers, steps, o.initFrom);
   const jobs = [];
   for (const g of GROUPS) {
     const dir = runDir(o, g.name);
@@ -522,6 +532,7 @@ function report(o) {
     training: {
       data: relative(ROOT, o.data),
       chat: o.chat,
+      init_from: o.initFrom === null ? null : relative(ROOT, o.initFrom),
       store_tokens: h?.tokens ?? null,
       epochs: o.epochs,
       plan: PLAN,
@@ -568,7 +579,8 @@ function writeDocs() {
     }
     const e = JSON.parse(readFileSync(f, "utf8"));
     parts.push(
-      `### ${m}\n\nTrained on ${e.training.store_tokens ?? "?"} tokens of \`${e.training.data}\` x ${e.training.epochs} epochs; ` +
+      `### ${m}\n\nTrained on ${e.training.store_tokens ?? "?"} tokens of \`${e.training.data}\` x ${e.training.epochs} epochs` +
+        `${e.training.init_from ? `, starting from the dictionaries in \`${e.training.init_from}\`` : ""}; ` +
         `evaluated on ${e.evaluation.tokens} tokens of \`${e.evaluation.data.file ? relative(ROOT, e.evaluation.data.file) : "?"}\` ` +
         `(generated ${e.generated.slice(0, 16).replace("T", " ")} UTC).\n\n${table(e)}`,
     );

@@ -257,4 +257,23 @@ test("bad input fails with a clear error and no stack trace", async () => {
   assert.equal(r.status, 1);
   assert.match(r.stderr, /^glassbox: .*unknown setting "widht"\n$/);
   assert.ok(!existsSync(join(root, "bad-config", "checkpoint.safetensors")));
+  // Dictionary flags next to a config file would be ignored: refused instead.
+  const mixed = runCli([
+    "train",
+    "--model",
+    modelDir,
+    "--store",
+    store,
+    "--out",
+    join(root, "mixed"),
+    "--config",
+    badConfig,
+    "--widths",
+    "128",
+    "--lr-warmup",
+    "5",
+  ]);
+  assert.equal(mixed.status, 1);
+  assert.match(mixed.stderr, /^glassbox: .*--widths, --lr-warmup cannot be combined with a config file/);
+  assert.ok(!existsSync(join(root, "mixed")));
 });

@@ -75,6 +75,30 @@ export interface TrainFlags {
 
 const KINDS = ["sae", "transcoder", "skip-transcoder", "clt"] as const;
 
+/** Options (commander's camel-case names) that a `--config` file replaces. */
+const CONFIG_FILE_FLAGS = [
+  "kind",
+  "sites",
+  "layers",
+  "arch",
+  "widths",
+  "l0",
+  "matryoshka",
+  "batchSize",
+  "lr",
+  "lrWarmup",
+  "lrDecay",
+  "sparsityWarmup",
+  "sparsityCoefficient",
+  "checkpointEvery",
+  "scaleTokens",
+  "deadWindow",
+] as const;
+
+function flagName(camel: string): string {
+  return `--${camel.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
 export function registerTrain(program: Command): void {
   program
     .command("train")
@@ -117,7 +141,15 @@ export function registerTrain(program: Command): void {
     .option("--epochs <n>", "passes over the store", "1")
     .option("--shuffle-buffer <tokens>", "mixing buffer of the shuffled store reader", "65536")
     .option("--json", "print one JSON object")
-    .action(async (flags: TrainFlags) => {
+    .action(async (flags: TrainFlags, cmd: Command) => {
+      if (flags.config !== undefined) {
+        const given = CONFIG_FILE_FLAGS.filter((n) => cmd.getOptionValueSource(n) === "cli");
+        if (given.length > 0)
+          throw new UsageError(
+            `${given.map(flagName).join(", ")} cannot be combined with a config file, which sets ${given.length > 1 ? "them" : "it"}: edit ${flags.config} instead`,
+            "--config",
+          );
+      }
       const r = await runTrain(flags);
       process.stdout.write(flags.json ? `${JSON.stringify(r)}\n` : summary(r));
     });
@@ -393,10 +425,13 @@ async function openSource(
         flags.store,
       );
     const epochs = positiveInt(flags.epochs, "--epochs");
-    // Only the run's sites are decoded into the mixing buffer, not every site of the store.
+    // Only the run's sites are decoded into the mixing buffer, not every site of the store (sites
+    // the store lacks are reported by the config check, which lists what the data has).
+    const held = new Set(m.sites.map((s) => s.name));
+    const wanted = siteNames();
     const source = new StoreBatchSource(store, {
       backend,
-      sites: siteNames(),
+      ...(wanted.every((s) => held.has(s)) ? { sites: wanted } : {}),
       order: "shuffled",
       seed,
       epochs,
