@@ -223,31 +223,20 @@ test("a run initialised from an exported dictionary starts from the same functio
       );
     }
   }
-  await assert.rejects(
+  const openWith = (dictionary: Record<string, unknown>) =>
     Trainer.open({
       backend,
       source: planted(9),
-      config: parseTrainingConfig({
-        batchSize: B,
-        steps: 1,
-        dictionaries: [{ ...dicts[0], ...common, width: 48, init: join(root, "jumprelu-sae") }],
-      }),
+      config: parseTrainingConfig({ batchSize: B, steps: 1, dictionaries: [{ ...common, ...dictionary }] }),
       outDir: null,
-    }),
+    });
+  await assert.rejects(
+    openWith({ ...dicts[0], width: 48, init: join(root, "jumprelu-sae") }),
     (e: Error) =>
       e.message.includes("w_enc is [16,40], the run needs [16,48]") && e.message.includes("jumprelu-sae"),
   );
   await assert.rejects(
-    Trainer.open({
-      backend,
-      source: planted(9),
-      config: parseTrainingConfig({
-        batchSize: B,
-        steps: 1,
-        dictionaries: [{ ...dicts[0], ...common, init: join(root, "skip-transcoder") }],
-      }),
-      outDir: null,
-    }),
+    openWith({ ...dicts[0], init: join(root, "skip-transcoder") }),
     /it is a transcoder, the run trains an SAE/,
   );
 });
