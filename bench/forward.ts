@@ -14,7 +14,7 @@
  *     [--points 128x1,128x8,1024x1] [--gen-prompt 16] [--gen-new 32] [--threads 2] [--no-torch] [--json]
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { availableBackends } from "../src/backends/index.js";
@@ -92,13 +92,27 @@ interface RunResult {
   generate: { prompt: number; new_tokens: number; seconds: number[]; tokens: number[] } | null;
 }
 
+/**
+ * This process's peak RSS: VmHWM from /proc/self/status where there is one. `maxRSS` (getrusage)
+ * also counts the RSS the process had before exec, i.e. the parent's at fork time.
+ */
+function peakRss(): number {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync("/proc/self/status", "utf8"));
+    if (m !== null) return Number(m[1]) * 1024;
+  } catch {
+    // not Linux
+  }
+  return process.resourceUsage().maxRSS * 1024;
+}
+
 /** Child mode: load the checkpoint on the native backend, time every point, print JSON. */
 function runGlassbox(args: Args, dir: string): RunResult {
   const backend = availableBackends().find((b) => b.name === "native") ?? availableBackends()[0];
   const t0 = performance.now();
   const model = loadGemma3(dir, backend);
   const loadSeconds = (performance.now() - t0) / 1000;
-  const rssLoaded = process.resourceUsage().maxRSS * 1024;
+  const rssLoaded = peakRss();
   const vocab = model.config.vocab;
   const bf16MatmulInputs = args.bf16Inputs;
   const forward: PointResult[] = [];
@@ -135,7 +149,7 @@ function runGlassbox(args: Args, dir: string): RunResult {
     dtype: model.dtype,
     load_seconds: loadSeconds,
     rss_loaded: rssLoaded,
-    rss_peak: process.resourceUsage().maxRSS * 1024,
+    rss_peak: peakRss(),
     forward,
     generate: gen,
   };

@@ -9,7 +9,8 @@ the same token ids and the same thread count, and reads one JSON object from std
 Forward: model(ids) with the default attention implementation (sdpa), full logits, under
 torch.inference_mode(); each point runs once to warm up, then `reps` timed runs (all reported).
 Generation: model.generate(greedy, exactly gen-new tokens, kv cache) from one prompt.
-Peak RSS (ru_maxrss) after loading and at the end.
+Peak RSS (VmHWM of /proc/self/status: unlike ru_maxrss it does not count the RSS the process had
+before exec, i.e. the parent's at fork) after loading and at the end.
 """
 
 import argparse
@@ -30,6 +31,13 @@ def ids_for(batch: int, seq: int, vocab: int) -> torch.Tensor:
 
 
 def rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
