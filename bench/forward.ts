@@ -10,7 +10,10 @@
  * reference/bench_forward.py with the same token ids and thread count when reference/.venv exists.
  * A trained models/tiny-gemma3 is measured too when present.
  *
- *   npm run build && node dist/bench/forward.js [--rounds 2] [--reps 2] [--dtypes f32,bf16]
+ * Each point runs after one warm-up call at least `--reps` times and until `--min-seconds` were spent
+ * on it (both sides), so small models are timed in a steady state, not on their first calls.
+ *
+ *   npm run build && node dist/bench/forward.js [--rounds 2] [--reps 2] [--min-seconds 1] [--dtypes f32,bf16]
  *     [--points 128x1,128x8,1024x1] [--gen-prompt 16] [--gen-new 32] [--threads 2] [--no-torch] [--json]
  */
 import { spawnSync } from "node:child_process";
@@ -31,6 +34,8 @@ const PYTHON = join(repoRoot, "reference", ".venv", "bin", "python");
 interface Args {
   rounds: number;
   reps: number;
+  /** Each point repeats at least `reps` times and until this many seconds were spent on it. */
+  minSeconds: number;
   dtypes: ("f32" | "bf16")[];
   points: string;
   genPrompt: number;
@@ -52,6 +57,7 @@ function parseArgs(argv: readonly string[]): Args {
   return {
     rounds: Number(get("rounds", "2")),
     reps: Number(get("reps", "2")),
+    minSeconds: Number(get("min-seconds", "1")),
     dtypes: get("dtypes", "f32,bf16").split(",") as ("f32" | "bf16")[],
     points: get("points", "128x1,128x8,1024x1"),
     genPrompt: Number(get("gen-prompt", "16")),
@@ -122,9 +128,10 @@ function runGlassbox(args: Args, dir: string): RunResult {
     model.forward(ids, { bf16MatmulInputs });
     const seconds: number[] = [];
     let logit0 = 0;
-    for (let r = 0; r < args.reps; r++) {
+    for (let r = 0, spent = 0; r < args.reps || spent < args.minSeconds; r++) {
       const t = performance.now();
       const out = model.forward(ids, { bf16MatmulInputs });
+      spent += (performance.now() - t) / 1000;
       seconds.push((performance.now() - t) / 1000);
       logit0 = out.logits.data[0];
     }
@@ -136,11 +143,12 @@ function runGlassbox(args: Args, dir: string): RunResult {
     generate(model, prompt, { maxNewTokens: 2, stopTokens: [], bf16MatmulInputs });
     const seconds: number[] = [];
     let tokens: number[] = [];
-    for (let r = 0; r < args.reps; r++) {
+    for (let r = 0, spent = 0; r < args.reps || spent < args.minSeconds; r++) {
       const t = performance.now();
       tokens = generate(model, prompt, { maxNewTokens: args.genNew, stopTokens: [], bf16MatmulInputs })
         .tokens[0];
       seconds.push((performance.now() - t) / 1000);
+      spent += (performance.now() - t) / 1000;
     }
     gen = { prompt: args.genPrompt, new_tokens: args.genNew, seconds, tokens };
   }
@@ -161,6 +169,8 @@ function childArgs(args: Args, dtype: string): string[] {
     args.points,
     "--reps",
     String(args.reps),
+    "--min-seconds",
+    String(args.minSeconds),
     "--gen-prompt",
     String(args.genPrompt),
     "--gen-new",
@@ -260,7 +270,7 @@ function printModel(
   const impls = Object.keys(runs);
   const torch = runs.PyTorch;
   console.log(
-    `\n${name}, ${dtype} weights (checkpoint ${mib(checkpointBytes)} MiB); best of ${runs.glassbox.length * runs.glassbox[0].forward[0].seconds.length} runs, tokens/s`,
+    `\n${name}, ${dtype} weights (checkpoint ${mib(checkpointBytes)} MiB); best run per point, tokens/s`,
   );
   const ratioCols = impls.filter((k) => k !== "PyTorch" && torch);
   console.log(`| point | ${impls.join(" | ")} | ${ratioCols.map((k) => `${k} / PyTorch`).join(" | ")} |`);

@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--dtype", choices=["f32", "bf16"], required=True)
     ap.add_argument("--points", default="128x1")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--min-seconds", type=float, default=1.0, help="repeat each point until this long was spent")
     ap.add_argument("--gen-prompt", type=int, default=16)
     ap.add_argument("--gen-new", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
@@ -68,7 +69,7 @@ def main() -> None:
             ids = ids_for(batch, seq, vocab)
             model(ids)
             times = []
-            for _ in range(args.reps):
+            while len(times) < args.reps or sum(times) < args.min_seconds:
                 t = time.perf_counter()
                 out = model(ids)
                 times.append(time.perf_counter() - t)
@@ -83,7 +84,7 @@ def main() -> None:
             kw = dict(max_new_tokens=args.gen_new, min_new_tokens=args.gen_new, do_sample=False, eos_token_id=None)
             model.generate(ids, **{**kw, "max_new_tokens": 2, "min_new_tokens": 2})
             times = []
-            for _ in range(args.reps):
+            while len(times) < args.reps or sum(times) < args.min_seconds:
                 t = time.perf_counter()
                 out = model.generate(ids, **kw)
                 times.append(time.perf_counter() - t)
