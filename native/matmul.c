@@ -159,10 +159,19 @@ int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_arg
   int rc = 0;
   int merge = g->batch > 1 && g->b_batch_stride == 0 && !g->trans_a && g->a_batch_stride == m * k;
   float *rounded = NULL;
-  if (!g->a_bf16 && g->b_dtype == GB_BF16 && g->trans_b && !g->trans_a && (merge || g->batch == 1) &&
-      g->batch * m <= FEW_ROWS) {
-    few_rows_ctx c = {a, b, out, g->batch * m, k, n, g->accumulate};
+  if (g->b_dtype == GB_BF16 && g->trans_b && !g->trans_a && (merge || g->batch == 1) && g->batch * m <= FEW_ROWS) {
+    /* With a_bf16 the few rows are rounded first; products of two bf16 values are exact in f32, so
+     * this computes what the AVX512-BF16 kernel would. */
+    const float *rows = a;
+    if (g->a_bf16) {
+      rounded = malloc((size_t)(g->batch * m * k) * sizeof(float));
+      if (!rounded) return -1;
+      round_to_bf16(a, rounded, g->batch * m * k);
+      rows = rounded;
+    }
+    few_rows_ctx c = {rows, b, out, g->batch * m, k, n, g->accumulate};
     gb_parallel_for(n, 64, few_rows_bf16, &c);
+    free(rounded);
     return 0;
   }
   if (g->a_bf16) {

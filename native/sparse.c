@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "gb.h"
+#include "napi_args.h"
 #include "sparse.h"
 
 #define WIDEN_BLOCK 1024
@@ -163,125 +164,47 @@ static void select_rows(void *vctx, int64_t r0, int64_t r1) {
 
 /* ---- Node-API entry points ---- */
 
-typedef struct {
-  napi_env env;
-  napi_value argv[12];
-  int ok;
-} args_t;
-
-static void fail(args_t *a, const char *msg, int range) {
-  if (!a->ok) return;
-  if (range)
-    napi_throw_range_error(a->env, NULL, msg);
-  else
-    napi_throw_type_error(a->env, NULL, msg);
-  a->ok = 0;
-}
-
-static args_t get_args(napi_env env, napi_callback_info info, size_t want) {
-  args_t a = {env, {0}, 1};
-  size_t argc = 12;
-  napi_get_cb_info(env, info, &argc, a.argv, NULL, NULL);
-  if (argc < want) fail(&a, "native sparse kernel: too few arguments", 0);
-  return a;
-}
-
-/* A typed array of type `want`, with at least `min` elements; *len receives its length. */
-static void *arr(args_t *a, size_t i, napi_typedarray_type want, int64_t min, const char *name) {
-  if (!a->ok) return NULL;
-  bool is = false;
-  napi_typedarray_type t;
-  size_t len = 0;
-  void *data = NULL;
-  napi_is_typedarray(a->env, a->argv[i], &is);
-  if (is) napi_get_typedarray_info(a->env, a->argv[i], &t, &len, &data, NULL, NULL);
-  char msg[160];
-  if (!is || t != want) {
-    snprintf(msg, sizeof msg, "native sparse kernel: %s has the wrong array type", name);
-    fail(a, msg, 0);
-    return NULL;
-  }
-  if ((int64_t)len < min) {
-    snprintf(msg, sizeof msg, "native sparse kernel: %s has %zu elements, needs %lld", name, len, (long long)min);
-    fail(a, msg, 1);
-    return NULL;
-  }
-  return data;
-}
-
-static int64_t size(args_t *a, size_t i) {
-  double v = 0;
-  if (a->ok && napi_get_value_double(a->env, a->argv[i], &v) != napi_ok) fail(a, "native sparse kernel: expected a number", 0);
-  if (a->ok && !(v >= 0 && v <= 2147483647.0 && v == (double)(int64_t)v))
-    fail(a, "native sparse kernel: sizes must be integers in [0, 2^31)", 1);
-  return (int64_t)v;
-}
-
-static int is_null(args_t *a, size_t i) {
-  napi_valuetype t = napi_undefined;
-  if (a->ok) napi_typeof(a->env, a->argv[i], &t);
-  return t == napi_null || t == napi_undefined;
-}
-
-static int flag(args_t *a, size_t i) {
-  bool b = false;
-  if (a->ok && napi_get_value_bool(a->env, a->argv[i], &b) != napi_ok) fail(a, "native sparse kernel: expected a boolean", 0);
-  return b;
-}
-
-static int64_t mul(args_t *a, int64_t x, int64_t y) {
-  int64_t r = 0;
-  if (__builtin_mul_overflow(x, y, &r)) fail(a, "native sparse kernel: size overflow", 1);
-  return r;
-}
-
 /* offsets[0..rows] must be non-decreasing from >= 0, ending within `limit` entries. */
 static void check_offsets(args_t *a, const int32_t *off, int64_t rows, int64_t limit) {
   if (!a->ok) return;
-  if (off[0] < 0) fail(a, "native sparse kernel: offsets[0] < 0", 1);
+  if (off[0] < 0) args_fail(a, "offsets[0] < 0", 1);
   for (int64_t r = 0; a->ok && r < rows; r++)
-    if (off[r + 1] < off[r]) fail(a, "native sparse kernel: offsets decrease", 1);
-  if (a->ok && off[rows] > limit) fail(a, "native sparse kernel: offsets reach past indices/values", 1);
-}
-
-static napi_value num(napi_env env, double v) {
-  napi_value r;
-  napi_create_double(env, v, &r);
-  return r;
+    if (off[r + 1] < off[r]) args_fail(a, "offsets decrease", 1);
+  if (a->ok && off[rows] > limit) args_fail(a, "offsets reach past indices/values", 1);
 }
 
 static napi_value js_sparse_matmul(napi_env env, napi_callback_info info) {
-  args_t a = get_args(env, info, 11);
-  int64_t dtype = size(&a, 4), rows = size(&a, 6), n = size(&a, 7), w_rows = size(&a, 8), stride = size(&a, 9);
-  int accumulate = flag(&a, 10);
-  if (a.ok && dtype > 2) fail(&a, "native sparseMatmul: unknown dtype code", 1);
-  if (a.ok && w_rows > 0 && n > stride) fail(&a, "native sparseMatmul: n > wRowStride", 1);
-  const int32_t *off = arr(&a, 0, napi_int32_array, rows + 1, "offsets");
+  args_t a = args_get(env, info, 11, "native sparseMatmul");
+  int64_t dtype = args_size(&a, 4, 2147483647.0), rows = args_size(&a, 6, 2147483647.0), n = args_size(&a, 7, 2147483647.0), w_rows = args_size(&a, 8, 2147483647.0), stride = args_size(&a, 9, 2147483647.0);
+  int accumulate = args_flag(&a, 10);
+  if (a.ok && dtype > 2) args_fail(&a, "unknown dtype code", 1);
+  if (a.ok && w_rows > 0 && n > stride) args_fail(&a, "n > wRowStride", 1);
+  const int32_t *off = args_array(&a, 0, napi_int32_array, rows + 1, "offsets", NULL);
   size_t ilen = 0, vlen = 0;
   if (a.ok) napi_get_typedarray_info(env, a.argv[1], NULL, &ilen, NULL, NULL, NULL);
   if (a.ok) napi_get_typedarray_info(env, a.argv[2], NULL, &vlen, NULL, NULL, NULL);
-  const int32_t *idx = arr(&a, 1, napi_int32_array, 0, "indices");
-  const float *val = arr(&a, 2, napi_float32_array, 0, "values");
-  int64_t w_need = w_rows > 0 ? mul(&a, w_rows - 1, stride) + n : 0;
-  const void *w = arr(&a, 3, dtype == GB_F32 ? napi_float32_array : napi_uint16_array, w_need, "w");
-  float *out = arr(&a, 5, napi_float32_array, mul(&a, rows, n), "out");
+  const int32_t *idx = args_array(&a, 1, napi_int32_array, 0, "indices", NULL);
+  const float *val = args_array(&a, 2, napi_float32_array, 0, "values", NULL);
+  int64_t w_need = w_rows > 0 ? args_mul(&a, w_rows - 1, stride) + n : 0;
+  const void *w = args_array(&a, 3, dtype == GB_F32 ? napi_float32_array : napi_uint16_array, w_need, "w", NULL);
+  float *out = args_array(&a, 5, napi_float32_array, args_mul(&a, rows, n), "out", NULL);
   check_offsets(&a, off, rows, (int64_t)(ilen < vlen ? ilen : vlen));
   if (!a.ok) return NULL;
   for (int64_t j = off[0]; j < off[rows]; j++)
-    if (idx[j] < 0 || idx[j] >= w_rows) return num(env, (double)j);
+    if (idx[j] < 0 || idx[j] >= w_rows) return args_number(env, (double)j);
   gb_sparse_matmul_run(off, idx, val, w, (int)dtype, out, rows, n, stride, accumulate);
-  return num(env, -1);
+  return args_number(env, -1);
 }
 
 static napi_value js_threshold_count(napi_env env, napi_callback_info info) {
-  args_t a = get_args(env, info, 7);
-  int64_t t_stride = size(&a, 3), rows = size(&a, 5), cols = size(&a, 6);
-  if (a.ok && t_stride > 1) fail(&a, "native thresholdCount: thresholdStride must be 0 or 1", 1);
+  args_t a = args_get(env, info, 7, "native thresholdCount");
+  int64_t t_stride = args_size(&a, 3, 2147483647.0), rows = args_size(&a, 5, 2147483647.0), cols = args_size(&a, 6, 2147483647.0);
+  if (a.ok && t_stride > 1) args_fail(&a, "thresholdStride must be 0 or 1", 1);
   thr_ctx c = {0};
-  c.x = arr(&a, 0, napi_float32_array, mul(&a, rows, cols), "x");
-  c.bias = is_null(&a, 1) ? NULL : arr(&a, 1, napi_float32_array, cols, "bias");
-  c.t = arr(&a, 2, napi_float32_array, t_stride ? cols : 1, "threshold");
-  c.counts = arr(&a, 4, napi_int32_array, rows, "counts");
+  c.x = args_array(&a, 0, napi_float32_array, args_mul(&a, rows, cols), "x", NULL);
+  c.bias = args_is_null(&a, 1) ? NULL : args_array(&a, 1, napi_float32_array, cols, "bias", NULL);
+  c.t = args_array(&a, 2, napi_float32_array, t_stride ? cols : 1, "threshold", NULL);
+  c.counts = args_array(&a, 4, napi_int32_array, rows, "counts", NULL);
   if (!a.ok) return NULL;
   c.cols = cols;
   c.t_stride = t_stride;
@@ -290,16 +213,16 @@ static napi_value js_threshold_count(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_threshold_select(napi_env env, napi_callback_info info) {
-  args_t a = get_args(env, info, 9);
-  int64_t t_stride = size(&a, 3), rows = size(&a, 7), cols = size(&a, 8);
-  if (a.ok && t_stride > 1) fail(&a, "native thresholdSelect: thresholdStride must be 0 or 1", 1);
+  args_t a = args_get(env, info, 9, "native thresholdSelect");
+  int64_t t_stride = args_size(&a, 3, 2147483647.0), rows = args_size(&a, 7, 2147483647.0), cols = args_size(&a, 8, 2147483647.0);
+  if (a.ok && t_stride > 1) args_fail(&a, "thresholdStride must be 0 or 1", 1);
   thr_ctx c = {0};
-  c.x = arr(&a, 0, napi_float32_array, mul(&a, rows, cols), "x");
-  c.bias = is_null(&a, 1) ? NULL : arr(&a, 1, napi_float32_array, cols, "bias");
-  c.t = arr(&a, 2, napi_float32_array, t_stride ? cols : 1, "threshold");
-  c.offsets = arr(&a, 4, napi_int32_array, rows + 1, "offsets");
-  c.indices = arr(&a, 5, napi_int32_array, 0, "indices");
-  c.values = arr(&a, 6, napi_float32_array, 0, "values");
+  c.x = args_array(&a, 0, napi_float32_array, args_mul(&a, rows, cols), "x", NULL);
+  c.bias = args_is_null(&a, 1) ? NULL : args_array(&a, 1, napi_float32_array, cols, "bias", NULL);
+  c.t = args_array(&a, 2, napi_float32_array, t_stride ? cols : 1, "threshold", NULL);
+  c.offsets = args_array(&a, 4, napi_int32_array, rows + 1, "offsets", NULL);
+  c.indices = args_array(&a, 5, napi_int32_array, 0, "indices", NULL);
+  c.values = args_array(&a, 6, napi_float32_array, 0, "values", NULL);
   size_t ilen = 0, vlen = 0;
   if (a.ok) napi_get_typedarray_info(env, a.argv[5], NULL, &ilen, NULL, NULL, NULL);
   if (a.ok) napi_get_typedarray_info(env, a.argv[6], NULL, &vlen, NULL, NULL, NULL);
@@ -309,7 +232,7 @@ static napi_value js_threshold_select(napi_env env, napi_callback_info info) {
   c.t_stride = t_stride;
   c.overflow = -1;
   gb_parallel_for(rows, 262144 / (cols + 1) + 1, select_rows, &c);
-  return num(env, (double)c.overflow);
+  return args_number(env, (double)c.overflow);
 }
 
 void gb_sparse_register(napi_env env, napi_value exports) {

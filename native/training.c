@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "gb.h"
+#include "napi_args.h"
 #include "training.h"
 
 /* ---- sparseDot ---- */
@@ -249,146 +250,73 @@ static void normalize_rows(void *vctx, int64_t r0, int64_t r1) {
 
 /* ---- Node-API entry points ---- */
 
-typedef struct {
-  napi_env env;
-  napi_value argv[12];
-  int ok;
-} args_t;
-
-static void fail(args_t *a, const char *msg, int range) {
-  if (!a->ok) return;
-  if (range)
-    napi_throw_range_error(a->env, NULL, msg);
-  else
-    napi_throw_type_error(a->env, NULL, msg);
-  a->ok = 0;
-}
-
-static args_t get_args(napi_env env, napi_callback_info info, size_t want) {
-  args_t a = {env, {0}, 1};
-  size_t argc = 12;
-  napi_get_cb_info(env, info, &argc, a.argv, NULL, NULL);
-  if (argc < want) fail(&a, "native training kernel: too few arguments", 0);
-  return a;
-}
-
-/* A typed array of type `want` with at least `min` elements (its length in *len when len != NULL). */
-static void *arr(args_t *a, size_t i, napi_typedarray_type want, int64_t min, const char *name, int64_t *len) {
-  if (!a->ok) return NULL;
-  bool is = false;
-  napi_typedarray_type t;
-  size_t n = 0;
-  void *data = NULL;
-  napi_is_typedarray(a->env, a->argv[i], &is);
-  if (is) napi_get_typedarray_info(a->env, a->argv[i], &t, &n, &data, NULL, NULL);
-  char msg[160];
-  if (!is || t != want) {
-    snprintf(msg, sizeof msg, "native training kernel: %s has the wrong array type", name);
-    fail(a, msg, 0);
-    return NULL;
-  }
-  if ((int64_t)n < min) {
-    snprintf(msg, sizeof msg, "native training kernel: %s has %zu elements, needs %lld", name, n, (long long)min);
-    fail(a, msg, 1);
-    return NULL;
-  }
-  if (len) *len = (int64_t)n;
-  return data;
-}
-
-static double real(args_t *a, size_t i) {
-  double v = 0;
-  if (a->ok && napi_get_value_double(a->env, a->argv[i], &v) != napi_ok)
-    fail(a, "native training kernel: expected a number", 0);
-  return v;
-}
-
-static int64_t size(args_t *a, size_t i) {
-  double v = real(a, i);
-  if (a->ok && !(v >= 0 && v <= 9007199254740991.0 && v == (double)(int64_t)v))
-    fail(a, "native training kernel: sizes must be non-negative integers", 1);
-  return (int64_t)v;
-}
-
-static int64_t mul(args_t *a, int64_t x, int64_t y) {
-  int64_t r = 0;
-  if (__builtin_mul_overflow(x, y, &r)) fail(a, "native training kernel: size overflow", 1);
-  return r;
-}
-
-static napi_value num(napi_env env, double v) {
-  napi_value r;
-  napi_create_double(env, v, &r);
-  return r;
-}
-
 static napi_value js_sparse_dot(napi_env env, napi_callback_info info) {
-  args_t a = get_args(env, info, 9);
-  int64_t rows = size(&a, 5), n = size(&a, 6), w_rows = size(&a, 7), stride = size(&a, 8);
-  if (a.ok && w_rows > 0 && n > stride) fail(&a, "native sparseDot: n > wRowStride", 1);
-  const int32_t *off = arr(&a, 0, napi_int32_array, rows + 1, "offsets", NULL);
+  args_t a = args_get(env, info, 9, "native sparseDot");
+  int64_t rows = args_size(&a, 5, 9007199254740991.0), n = args_size(&a, 6, 9007199254740991.0), w_rows = args_size(&a, 7, 9007199254740991.0), stride = args_size(&a, 8, 9007199254740991.0);
+  if (a.ok && w_rows > 0 && n > stride) args_fail(&a, "n > wRowStride", 1);
+  const int32_t *off = args_array(&a, 0, napi_int32_array, rows + 1, "offsets", NULL);
   int64_t ilen = 0, olen = 0;
-  const int32_t *idx = arr(&a, 1, napi_int32_array, 0, "indices", &ilen);
-  const float *av = arr(&a, 2, napi_float32_array, mul(&a, rows, n), "a", NULL);
-  int64_t w_need = w_rows > 0 ? mul(&a, w_rows - 1, stride) + n : 0;
-  const float *w = arr(&a, 3, napi_float32_array, w_need, "w", NULL);
-  float *out = arr(&a, 4, napi_float32_array, 0, "out", &olen);
+  const int32_t *idx = args_array(&a, 1, napi_int32_array, 0, "indices", &ilen);
+  const float *av = args_array(&a, 2, napi_float32_array, args_mul(&a, rows, n), "a", NULL);
+  int64_t w_need = w_rows > 0 ? args_mul(&a, w_rows - 1, stride) + n : 0;
+  const float *w = args_array(&a, 3, napi_float32_array, w_need, "w", NULL);
+  float *out = args_array(&a, 4, napi_float32_array, 0, "out", &olen);
   if (!a.ok) return NULL;
-  if (off[0] < 0) fail(&a, "native sparseDot: offsets[0] < 0", 1);
+  if (off[0] < 0) args_fail(&a, "offsets[0] < 0", 1);
   for (int64_t r = 0; a.ok && r < rows; r++)
-    if (off[r + 1] < off[r]) fail(&a, "native sparseDot: offsets decrease", 1);
-  if (a.ok && (off[rows] > ilen || off[rows] > olen)) fail(&a, "native sparseDot: offsets reach past indices/out", 1);
+    if (off[r + 1] < off[r]) args_fail(&a, "offsets decrease", 1);
+  if (a.ok && (off[rows] > ilen || off[rows] > olen)) args_fail(&a, "offsets reach past indices/out", 1);
   if (!a.ok) return NULL;
   for (int64_t j = off[0]; j < off[rows]; j++)
-    if (idx[j] < 0 || idx[j] >= w_rows) return num(env, (double)j);
+    if (idx[j] < 0 || idx[j] >= w_rows) return args_number(env, (double)j);
   sdot_ctx c = {off, idx, av, w, out, n, stride};
   int64_t nnz = off[rows] - off[0];
   int64_t per_row = rows > 0 ? (nnz / rows + 1) * (n + 1) : 1;
   gb_parallel_for(rows, 65536 / per_row + 1, sdot_rows, &c);
-  return num(env, -1);
+  return args_number(env, -1);
 }
 
 static napi_value js_kth_largest(napi_env env, napi_callback_info info) {
-  args_t a = get_args(env, info, 3);
-  int64_t n = size(&a, 1), k = size(&a, 2);
-  if (a.ok && k < 1) fail(&a, "native kthLargest: k must be >= 1", 1);
-  const float *x = arr(&a, 0, napi_float32_array, n, "x", NULL);
+  args_t a = args_get(env, info, 3, "native kthLargest");
+  int64_t n = args_size(&a, 1, 9007199254740991.0), k = args_size(&a, 2, 9007199254740991.0);
+  if (a.ok && k < 1) args_fail(&a, "k must be >= 1", 1);
+  const float *x = args_array(&a, 0, napi_float32_array, n, "x", NULL);
   if (!a.ok) return NULL;
   float r = kth_largest(x, n, k);
   if (r < 0) {
-    napi_throw_error(env, NULL, "native kthLargest: out of memory");
+    napi_throw_error(env, NULL, "out of memory");
     return NULL;
   }
-  return num(env, r);
+  return args_number(env, r);
 }
 
 static napi_value js_adam_update(napi_env env, napi_callback_info info) {
-  args_t a = get_args(env, info, 9);
+  args_t a = args_get(env, info, 9, "native adamUpdate");
   int64_t n = 0;
   adam_ctx c = {0};
-  c.w = arr(&a, 0, napi_float32_array, 0, "w", &n);
-  c.g = arr(&a, 1, napi_float32_array, n, "g", NULL);
+  c.w = args_array(&a, 0, napi_float32_array, 0, "w", &n);
+  c.g = args_array(&a, 1, napi_float32_array, n, "g", NULL);
   napi_valuetype mt = napi_undefined;
   if (a.ok) napi_typeof(env, a.argv[2], &mt);
-  c.m = (mt == napi_null || mt == napi_undefined) ? NULL : arr(&a, 2, napi_float32_array, n, "m", NULL);
-  c.v = arr(&a, 3, napi_float32_array, n, "v", NULL);
-  c.beta1 = real(&a, 4);
-  c.beta2 = real(&a, 5);
-  c.eps = real(&a, 6);
-  c.step = real(&a, 7);
-  c.vscale = real(&a, 8);
+  c.m = (mt == napi_null || mt == napi_undefined) ? NULL : args_array(&a, 2, napi_float32_array, n, "m", NULL);
+  c.v = args_array(&a, 3, napi_float32_array, n, "v", NULL);
+  c.beta1 = args_real(&a, 4);
+  c.beta2 = args_real(&a, 5);
+  c.eps = args_real(&a, 6);
+  c.step = args_real(&a, 7);
+  c.vscale = args_real(&a, 8);
   if (!a.ok) return NULL;
   gb_parallel_for(n, 32768, adam_range, &c);
   return NULL;
 }
 
 static napi_value js_project_out_rows(napi_env env, napi_callback_info info) {
-  args_t a = get_args(env, info, 4);
-  int64_t rows = size(&a, 2), cols = size(&a, 3);
-  int64_t n = mul(&a, rows, cols);
+  args_t a = args_get(env, info, 4, "native projectOutRows");
+  int64_t rows = args_size(&a, 2, 9007199254740991.0), cols = args_size(&a, 3, 9007199254740991.0);
+  int64_t n = args_mul(&a, rows, cols);
   rows_ctx c = {0};
-  c.w = arr(&a, 0, napi_float32_array, n, "w", NULL);
-  c.g = arr(&a, 1, napi_float32_array, n, "g", NULL);
+  c.w = args_array(&a, 0, napi_float32_array, n, "w", NULL);
+  c.g = args_array(&a, 1, napi_float32_array, n, "g", NULL);
   if (!a.ok) return NULL;
   c.cols = cols;
   gb_parallel_for(rows, 16384 / (cols + 1) + 1, project_rows, &c);
@@ -396,10 +324,10 @@ static napi_value js_project_out_rows(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_normalize_rows(napi_env env, napi_callback_info info) {
-  args_t a = get_args(env, info, 3);
-  int64_t rows = size(&a, 1), cols = size(&a, 2);
+  args_t a = args_get(env, info, 3, "native normalizeRows");
+  int64_t rows = args_size(&a, 1, 9007199254740991.0), cols = args_size(&a, 2, 9007199254740991.0);
   rows_ctx c = {0};
-  c.w = arr(&a, 0, napi_float32_array, mul(&a, rows, cols), "w", NULL);
+  c.w = args_array(&a, 0, napi_float32_array, args_mul(&a, rows, cols), "w", NULL);
   if (!a.ok) return NULL;
   c.cols = cols;
   gb_parallel_for(rows, 16384 / (cols + 1) + 1, normalize_rows, &c);

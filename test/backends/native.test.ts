@@ -197,6 +197,7 @@ describe("native backend", { skip }, () => {
             ] as const) {
               check({ ...base, m, k, n: 301, transB, bDtype }, `bf16 few rows m${m} k${k}`);
               check({ ...base, m, k, n: 301, transB, bDtype, accumulate: true }, `bf16 few rows m${m} acc`);
+              check({ ...base, m, k, n: 301, transB, bDtype, aBf16: true }, `bf16 few rows m${m} A rounded`);
             }
             check(
               { ...base, m: 2, k: 9, n: 33, transB, bDtype, batch: 2, aBatchStride: 18, bBatchStride: 0 },

@@ -1,11 +1,12 @@
 /** Shared helpers for the io tests: temp dirs, fixture paths, and running the CLI. */
 
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after } from "node:test";
 import { fileURLToPath } from "node:url";
+import { SafetensorsError } from "../../src/core/errors.js";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 /** Whether this file runs compiled (dist/test/io) or from source through tsx (test/io). */
@@ -57,4 +58,45 @@ export function pseudoRandomBytes(n: number, seed: number): Uint8Array {
 /** The f64 ramp the fixture scripts use: i * 0.25 - 1.5. */
 export function ramp(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i * 0.25 - 1.5);
+}
+
+/** A malformed file: what is broken, its bytes, and optionally what the error message must say. */
+export interface MalformedCase {
+  readonly label: string;
+  readonly bytes: Uint8Array;
+  readonly expect?: RegExp;
+}
+
+/**
+ * Writes each case to `dir` (as bad-<i>.<ext>) and reads it with `read`, which must throw a
+ * SafetensorsError naming the file (and matching `expect`). Returns one line per case that did not,
+ * and the peak growth of heap and array-buffer memory over the whole loop.
+ */
+export function readMalformed(
+  dir: string,
+  ext: string,
+  all: readonly MalformedCase[],
+  read: (path: string) => void,
+): { readonly failures: string[]; readonly peak: number } {
+  globalThis.gc?.();
+  const base = process.memoryUsage();
+  let peak = 0;
+  const failures: string[] = [];
+  all.forEach((c, i) => {
+    const p = join(dir, `bad-${i}.${ext}`);
+    writeFileSync(p, c.bytes);
+    try {
+      read(p);
+      failures.push(`${c.label}: read without error`);
+    } catch (e) {
+      if (!(e instanceof SafetensorsError)) failures.push(`${c.label}: threw ${String(e)}`);
+      else if (e.subject !== p || !e.message.startsWith(`${p}: `))
+        failures.push(`${c.label}: message does not name the file: ${e.message}`);
+      else if (c.expect && !c.expect.test(e.message))
+        failures.push(`${c.label}: message ${JSON.stringify(e.message)} does not match ${c.expect}`);
+    }
+    const m = process.memoryUsage();
+    peak = Math.max(peak, m.arrayBuffers - base.arrayBuffers, m.heapUsed - base.heapUsed);
+  });
+  return { failures, peak };
 }

@@ -7,9 +7,8 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { SafetensorsError } from "../../src/core/errors.js";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
-import { fixture, runCli, tempDir } from "./helpers.js";
+import { fixture, readMalformed, runCli, tempDir } from "./helpers.js";
 
 const dir = tempDir("glassbox-bad-st-");
 
@@ -358,26 +357,7 @@ test("every malformed file throws a SafetensorsError naming the file", { timeout
   const all = cases();
   t.diagnostic(`${all.length} malformed safetensors files`);
   assert.ok(all.length >= 200, `only ${all.length} cases`);
-  globalThis.gc?.();
-  const base = process.memoryUsage();
-  let peak = 0;
-  const failures: string[] = [];
-  all.forEach((c, i) => {
-    const p = join(dir, `bad-${i}.safetensors`);
-    writeFileSync(p, c.bytes);
-    try {
-      SafetensorsFile.open(p).close();
-      failures.push(`${c.label}: opened without error`);
-    } catch (e) {
-      if (!(e instanceof SafetensorsError)) failures.push(`${c.label}: threw ${String(e)}`);
-      else if (e.subject !== p || !e.message.startsWith(`${p}: `))
-        failures.push(`${c.label}: message does not name the file: ${e.message}`);
-      else if (c.expect && !c.expect.test(e.message))
-        failures.push(`${c.label}: message ${JSON.stringify(e.message)} does not match ${c.expect}`);
-    }
-    const m = process.memoryUsage();
-    peak = Math.max(peak, m.arrayBuffers - base.arrayBuffers, m.heapUsed - base.heapUsed);
-  });
+  const { failures, peak } = readMalformed(dir, "safetensors", all, (p) => SafetensorsFile.open(p).close());
   assert.ok(peak < 64 * 2 ** 20, `memory grew by ${peak} bytes while opening malformed files`);
   assert.deepEqual(failures, []);
 });
