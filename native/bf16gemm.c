@@ -8,8 +8,9 @@
  * Layout (the usual GEMM blocking): B is packed 32 columns at a time into [k/2][32][2] so that one
  * 512-bit load holds bf16 pairs (B[j, 2p], B[j, 2p+1]) for 16 columns j; an 8 x 32 micro-kernel
  * broadcasts A's pair (A[i, 2p], A[i, 2p+1]) and accumulates 16 registers with no horizontal sums.
- * Rows of A are taken 256 at a time (about 320 KB of bf16 for k = 640, L2-resident) and column
- * blocks are split across the kernel pool. With at most 4 rows (decoding) packing would cost as
+ * Rows of A are taken 256 at a time (about 320 KB of bf16 for k = 640, L2-resident) and tiles of
+ * rows by column blocks are split across the kernel pool (finer row chunks when there are few
+ * column blocks, so that narrow projections use every thread). With at most 4 rows (decoding) packing would cost as
  * much as the arithmetic, so each output is instead a dot product of two contiguous bf16 rows.
  *
  * Built only when the compiler targets AVX512-BF16 (-march=native on such a CPU); otherwise
@@ -130,12 +131,15 @@ typedef struct {
   const uint16_t *b; /* [n, k] bf16 */
   float *out;        /* [m, n] */
   int64_t m, k, n;
+  int64_t rows;   /* rows of A per tile (a multiple of MR) */
+  int64_t chunks; /* row chunks: tile t is column block t / chunks, rows (t % chunks) * rows .. */
   int acc;
   int failed;
 } gemm_ctx;
 
-/* Column blocks [begin, end) of NR columns each, every row of A. */
-static void gemm_blocks(void *vctx, int64_t begin, int64_t end) {
+/* Tiles [begin, end): column block t / chunks of NR columns by row chunk t % chunks. Consecutive
+ * tiles of one column block reuse its packed B. */
+static void gemm_tiles(void *vctx, int64_t begin, int64_t end) {
   gemm_ctx *g = vctx;
   int64_t kh = g->k / 2;
   uint32_t *p = aligned_alloc(64, (size_t)((kh * NR * 4 + 63) / 64 * 64));
@@ -143,28 +147,33 @@ static void gemm_blocks(void *vctx, int64_t begin, int64_t end) {
     g->failed = 1;
     return;
   }
-  for (int64_t i0 = 0; i0 < g->m; i0 += MC) {
-    int64_t mc = g->m - i0 < MC ? g->m - i0 : MC;
-    for (int64_t blk = begin; blk < end; blk++) {
-      int64_t j0 = blk * NR;
-      int nr = (int)(g->n - j0 < NR ? g->n - j0 : NR);
+  int64_t packed = -1;
+  for (int64_t t = begin; t < end; t++) {
+    int64_t blk = t / g->chunks, i0 = (t % g->chunks) * g->rows;
+    int64_t mc = g->m - i0 < g->rows ? g->m - i0 : g->rows;
+    int64_t j0 = blk * NR;
+    int nr = (int)(g->n - j0 < NR ? g->n - j0 : NR);
+    if (blk != packed) {
       pack_b(g->b, g->k, j0, nr, p);
-      /* The next block's rows of B (contiguous; from DRAM for an unembedding) are fetched into L2 a
-       * slice per micro-kernel, so that the memory latency of packing overlaps this block's work. */
-      const char *next = blk + 1 < end ? (const char *)(g->b + (j0 + NR) * g->k) : NULL;
-      int64_t next_bytes = next ? (g->n - j0 - NR < NR ? g->n - j0 - NR : NR) * g->k * 2 : 0;
-      int64_t slices = (mc + MR - 1) / MR, slice = (next_bytes / slices + 63) / 64 * 64, fetched = 0;
-      for (int64_t i = i0; i < i0 + mc; i += MR) {
-        int mr = (int)(i0 + mc - i < MR ? i0 + mc - i : MR);
-        for (int64_t e = fetched + slice; fetched < e && fetched < next_bytes; fetched += 64)
-          _mm_prefetch(next + fetched, _MM_HINT_T1);
-        const uint16_t *a = g->a + i * g->k;
-        float *c = g->out + i * g->n + j0;
-        if (mr == MR)
-          micro_full(a, g->k, p, kh, c, g->n, nr, g->acc);
-        else
-          micro_part(a, g->k, mr, p, kh, c, g->n, nr, g->acc);
-      }
+      packed = blk;
+    }
+    /* The next block's rows of B (contiguous; from DRAM for an unembedding) are fetched into L2 a
+     * slice per micro-kernel, so that the memory latency of packing overlaps this block's work. */
+    int64_t last = (g->n + NR - 1) / NR - 1;
+    int fetch = blk < last && (t + 1) % g->chunks == 0;
+    const char *next = fetch ? (const char *)(g->b + (j0 + NR) * g->k) : NULL;
+    int64_t next_bytes = fetch ? (g->n - j0 - NR < NR ? g->n - j0 - NR : NR) * g->k * 2 : 0;
+    int64_t slices = (mc + MR - 1) / MR, slice = (next_bytes / slices + 63) / 64 * 64, fetched = 0;
+    for (int64_t i = i0; i < i0 + mc; i += MR) {
+      int mr = (int)(i0 + mc - i < MR ? i0 + mc - i : MR);
+      for (int64_t e = fetched + slice; fetched < e && fetched < next_bytes; fetched += 64)
+        _mm_prefetch(next + fetched, _MM_HINT_T1);
+      const uint16_t *a = g->a + i * g->k;
+      float *c = g->out + i * g->n + j0;
+      if (mr == MR)
+        micro_full(a, g->k, p, kh, c, g->n, nr, g->acc);
+      else
+        micro_part(a, g->k, mr, p, kh, c, g->n, nr, g->acc);
     }
   }
   free(p);
@@ -216,7 +225,7 @@ int gb_bf16_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, in
   uint16_t *abf = malloc((size_t)(m * k) * sizeof(uint16_t));
   if (!abf) return -1;
   gb_float_to_half(a, GB_BF16, abf, m * k);
-  gemm_ctx g = {abf, b, out, m, k, n, accumulate, 0};
+  gemm_ctx g = {abf, b, out, m, k, n, MC, 1, accumulate, 0};
   if (m <= 4) {
     /* Multiples of 4 columns per task, so only the last task has a partial group. */
     gb_parallel_for((n + 3) / 4, 16, dot_columns_groups, &g);
@@ -224,8 +233,21 @@ int gb_bf16_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, in
     return 0;
   }
   int64_t blocks = (n + NR - 1) / NR;
-  /* ~ 32 x k x min(m, MC) multiply-adds per block: a grain of a few blocks per pool task. */
-  gb_parallel_for(blocks, 4, gemm_blocks, &g);
+  /* Tiles of MC rows by one column block, in a few blocks per pool task; with few column blocks
+   * (a narrow projection) the rows are cut finer so that every thread gets work. */
+  int64_t want = 8 * (int64_t)gb_pool_threads();
+  int64_t rows = MC;
+  if (blocks * ((m + MC - 1) / MC) < want) {
+    int64_t chunks = (want + blocks - 1) / blocks;
+    rows = (m + chunks - 1) / chunks;
+    rows = (rows + MR - 1) / MR * MR;
+    if (rows < 4 * MR) rows = 4 * MR;
+    if (rows > MC) rows = MC;
+  }
+  g.rows = rows;
+  g.chunks = (m + rows - 1) / rows;
+  int64_t tiles = blocks * g.chunks;
+  gb_parallel_for(tiles, tiles >= 4 * want ? 4 : 1, gemm_tiles, &g);
   free(abf);
   return g.failed ? -1 : 0;
 }

@@ -66,6 +66,8 @@ const CASES: [string, Partial<MatmulArgs>][] = [
   ["full tiles, several column blocks", { m: 16, k: 40, n: 96 }],
   ["two register-transposed pack steps", { m: 10, k: 64, n: 64 }],
   ["more rows than one row block", { m: 300, k: 10, n: 40 }],
+  ["few column blocks: rows cut into chunks, a short last chunk", { m: 37, k: 16, n: 100 }],
+  ["many column blocks over several row blocks", { m: 600, k: 16, n: 1000 }],
   ["accumulate", { m: 9, k: 8, n: 31, accumulate: true }],
   ["merged batches sharing B", { batch: 3, m: 5, k: 12, n: 20, aBatchStride: 60 }],
   ["odd k (fallback)", { m: 4, k: 7, n: 9 }],
