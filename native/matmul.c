@@ -8,6 +8,8 @@
  *   matching columns of `out`: no full f32 copy of a weight is ever made.
  * - A bf16 B stored [n, k] with at most FEW_ROWS rows of f32 A (decoding) is read in place by
  *   few_rows_bf16, with no panel.
+ * - Batches of small f32 problems with their own B (attention) run on the kernel pool, one batch
+ *   entry per task (smallgemm.c), instead of one multi-threaded sgemm call per entry.
  * - `a_bf16` (MatmulArgs.aBf16: A rounded to bf16): a bf16 B stored [n, k] with a plain A goes to the
  *   AVX512-BF16 kernel in bf16gemm.c; every other case rounds a copy of A and continues as below.
  * - One sgemm runs at a time in the process (a mutex); OpenBLAS threads do the parallelism, and the
@@ -115,6 +117,9 @@ static void round_to_bf16(const float *a, float *out, int64_t n) {
  * bytes per weight, where the panel path would write and re-read it as f32: decoding is bound by
  * reading the weights. Exact f32 products, as on the panel path; only the summation order differs. */
 #define FEW_ROWS 4
+/* Batched f32 problems up to this many multiply-adds each go to smallgemm.c (attention scores and
+ * mixing), larger ones to OpenBLAS one batch entry at a time. */
+#define SMALL_GEMM_MAX ((int64_t)1 << 23)
 
 typedef struct {
   const float *a;
@@ -186,6 +191,14 @@ int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_arg
     if (!rounded) return -1;
     round_to_bf16(a, rounded, len);
     a = rounded;
+  }
+  if (g->b_dtype == GB_F32 && !g->trans_a && g->batch > 1 && !merge && m * n * k <= SMALL_GEMM_MAX) {
+    rc = gb_small_gemm(a, b, out, g->batch, m, k, n, g->a_batch_stride, g->b_batch_stride, g->trans_b, g->accumulate);
+    if (rc <= 0) {
+      free(rounded);
+      return rc;
+    }
+    rc = 0;
   }
   if (merge || g->batch == 1) {
     rc = run_one(a, b, out, g->batch * m, k, n, g->trans_a, g->trans_b, g->b_dtype, beta, &scratch, &scratch_len);

@@ -156,6 +156,32 @@ describe("native backend", { skip }, () => {
       }
     });
 
+    test("many small batched problems (attention): row blocks, column tails, both B layouts, gaps", () => {
+      for (const [m, k, n] of [
+        [70, 48, 45],
+        [256, 128, 48],
+        [5, 3, 33],
+      ]) {
+        for (const transB of [false, true]) {
+          for (const accumulate of [false, true]) {
+            const args = {
+              ...base,
+              batch: 3,
+              m,
+              k,
+              n,
+              transB,
+              accumulate,
+              aBatchStride: m * k + 7,
+              bBatchStride: k * n + 3,
+              bDtype: "f32" as const,
+            };
+            check(args, `small batched m${m} k${k} n${n} tB${transB} acc${accumulate}`);
+          }
+        }
+      }
+    });
+
     test("batched: strided, broadcast right operand (merged), broadcast left operand", () => {
       const m = 9;
       const k = 17;
