@@ -119,7 +119,7 @@ static void round_to_bf16(const float *a, float *out, int64_t n) {
 #define FEW_ROWS 4
 /* Batched f32 problems up to this many multiply-adds each go to smallgemm.c (attention scores and
  * mixing), larger ones to OpenBLAS one batch entry at a time. */
-#define SMALL_GEMM_MAX ((int64_t)1 << 25)
+#define SMALL_GEMM_MAX ((int64_t)1 << 27)
 
 typedef struct {
   const float *a;

@@ -60,13 +60,18 @@ for (const backend of availableBackends()) {
     test("blocked sliding-window attention (long sequences, no pattern hook) equals the full matrix", () => {
       const long = [tokens(45, 5), tokens(45, 6)];
       const mask = [Array(45).fill(1), [...Array(38).fill(1), ...Array(7).fill(0)]];
-      const blocked = model.forward(long, { attentionMask: mask });
+      // Blocks of 8 queries: the blocked path runs whatever the model's window.
+      const blocked = model.forward(long, { attentionMask: mask, slidingBlock: 8 });
       const patterns = model.config.layerTypes.map((_, l) => sites.pattern(l));
       const fullMatrix = model.forward(long, { attentionMask: mask, capture: patterns });
       const pattern = fullMatrix.activations.get(sites.pattern(0));
       assert.deepEqual([...pattern.shape], [2, model.config.heads, 45, 45]);
       const diff = maxAbsDiff(narrow(blocked.logits, 1, 0, 38), narrow(fullMatrix.logits, 1, 0, 38));
       assert.ok(diff <= 1e-5 * maxAbs(fullMatrix.logits), `${diff}`);
+      assert.throws(
+        () => model.forward(long, { slidingBlock: 0 }),
+        /slidingBlock must be a positive integer/,
+      );
     });
 
     test("sliding layers hold at most `window` keys; full layers hold all", () => {

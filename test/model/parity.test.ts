@@ -50,6 +50,8 @@ function siteFailures(
     positionIds: positions,
     capture: all,
     bf16MatmulInputs,
+    // Without pattern hooks, small query blocks make sliding layers take the blocked path.
+    ...(withPatterns ? {} : { slidingBlock: 4 }),
   });
   const valid = mask.data as Int32Array;
   const seq = ids.shape[1];

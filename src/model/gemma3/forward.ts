@@ -54,6 +54,13 @@ export interface ForwardOptions {
    * Default false (exact f32 compute).
    */
   readonly bf16MatmulInputs?: boolean;
+  /**
+   * Queries per block where a sliding-window layer attends in blocks (sequences much longer than
+   * the window, no hook on its pattern): each block scores only the keys its window reaches. The
+   * result does not depend on it; smaller blocks score fewer keys outside the window, larger ones
+   * take fewer operations. Default: the window clamped to [128, 256].
+   */
+  readonly slidingBlock?: number;
 }
 
 /** Activations captured by a forward call, by site. */
@@ -266,6 +273,7 @@ interface Pass {
   /** Attention biases already built in this call, by key range and window. */
   readonly biases: Map<string, Tensor<"f32">>;
   readonly bf16Inputs: boolean;
+  readonly slidingBlock: number | null;
 }
 
 function hook(pass: Pass, site: Site, x: Tensor<"f32">, seqIndex = pass.seqIndex): Tensor<"f32"> {
@@ -335,7 +343,7 @@ function mixValues(
   const nKeys = keys.k.shape[2];
   const q5 = reshape(q, [batch, c.kvHeads, groups, seq, c.headDim]);
   const site = sites.pattern(layer);
-  const block = window === null ? seq : Math.max(8, Math.min(window, 128));
+  const block = window === null ? seq : (pass.slidingBlock ?? Math.min(Math.max(window, 128), 256));
   const hooked = pass.capture.has(site.name) || pass.interventions.has(site.name);
   if (hooked || window === null || nKeys <= 2 * block) {
     const probs = attentionProbs(pass, window, q5, keys, 0, 0, nKeys);
@@ -438,6 +446,9 @@ export function forward(
       `sequence of ${Math.max(maxPos + 1, offset + b.seq)} positions exceeds max_position_embeddings ${config.maxPositionEmbeddings}`,
     );
   }
+  const sb = options.slidingBlock;
+  if (sb !== undefined && !(Number.isSafeInteger(sb) && sb >= 1))
+    throw new ModelError(`slidingBlock must be a positive integer, got ${sb}`);
   const capture = new Set<string>();
   for (const s of options.capture ?? []) capture.add(s.check(config).name);
   const seqIndex = Int32Array.from({ length: b.seq }, (_, i) => offset + i);
@@ -460,6 +471,7 @@ export function forward(
     valid,
     biases: new Map(),
     bf16Inputs: options.bf16MatmulInputs ?? false,
+    slidingBlock: options.slidingBlock ?? null,
   };
 
   const idTensor = fromStorage(backend, "i32", [b.batch, b.seq], b.ids);
