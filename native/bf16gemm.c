@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "gb.h"
+#include "tile.h"
 
 #if defined(__AVX512BF16__) && defined(__AVX512F__)
 #include <immintrin.h>
@@ -79,17 +80,6 @@ static void pack_b(const uint16_t *b, int64_t k, int64_t j0, int64_t nr, uint32_
   }
 }
 
-static inline void store_row(float *c, __m512 v0, __m512 v1, int nr, int acc) {
-  __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-  __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-  if (acc) {
-    v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, c));
-    v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, c + 16));
-  }
-  _mm512_mask_storeu_ps(c, m0, v0);
-  _mm512_mask_storeu_ps(c + 16, m1, v1);
-}
-
 /* C[0:MR, 0:nr] (+)= A[0:MR, :] . P, A bf16 rows of `lda` elements, kh = k / 2 pairs. */
 static void micro_full(const uint16_t *a, int64_t lda, const uint32_t *p, int64_t kh, float *c, int64_t ldc,
                        int nr, int acc) {
@@ -107,7 +97,7 @@ static void micro_full(const uint16_t *a, int64_t lda, const uint32_t *p, int64_
       c1[i] = _mm512_dpbf16_ps(c1[i], av, b1);
     }
   }
-  for (int i = 0; i < MR; i++) store_row(c + i * ldc, c0[i], c1[i], nr, acc);
+  for (int i = 0; i < MR; i++) gb_store_tile_row(c + i * ldc, c0[i], c1[i], nr, acc);
 }
 
 /* The same for mr < MR rows. */
@@ -122,7 +112,7 @@ static void micro_part(const uint16_t *a, int64_t lda, int mr, const uint32_t *p
       c0 = _mm512_dpbf16_ps(c0, av, (__m512bh)_mm512_loadu_si512(p + q * NR));
       c1 = _mm512_dpbf16_ps(c1, av, (__m512bh)_mm512_loadu_si512(p + q * NR + 16));
     }
-    store_row(c + i * ldc, c0, c1, nr, acc);
+    gb_store_tile_row(c + i * ldc, c0, c1, nr, acc);
   }
 }
 

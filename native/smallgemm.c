@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "gb.h"
+#include "tile.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -46,17 +47,6 @@ static void pack(const small_ctx *g, const float *b, int64_t j0, int nr, float *
   }
 }
 
-static inline void store(float *c, __m512 v0, __m512 v1, int nr, int acc) {
-  __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-  __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-  if (acc) {
-    v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, c));
-    v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, c + 16));
-  }
-  _mm512_mask_storeu_ps(c, m0, v0);
-  _mm512_mask_storeu_ps(c + 16, m1, v1);
-}
-
 /* C[0:mr, 0:nr] (+)= A[0:mr, :] . P for mr <= MR rows of `lda` floats. */
 static void micro(const float *a, int64_t lda, int mr, const float *p, int64_t k, float *c, int64_t ldc, int nr,
                   int acc) {
@@ -82,7 +72,7 @@ static void micro(const float *a, int64_t lda, int mr, const float *p, int64_t k
       }
     }
   }
-  for (int i = 0; i < mr; i++) store(c + i * ldc, c0[i], c1[i], nr, acc);
+  for (int i = 0; i < mr; i++) gb_store_tile_row(c + i * ldc, c0[i], c1[i], nr, acc);
 }
 
 /* Tiles [begin, end): batch entry t / row_blocks, rows (t % row_blocks) * ROWS .. */
