@@ -152,3 +152,35 @@ test("a cross-layer transcoder recovers features writing to every later layer", 
   const m = r.last?.dictionaries.clt;
   assert.ok(m !== undefined && Math.abs(m.l0 - l0) < 0.01 * l0, `L0 per layer ${m?.l0} vs ${l0}`);
 });
+
+test("JumpReLU reaches its target L0 without the high-frequency penalty; the penalty pulls L0 under it", async () => {
+  // Frequent planted features (up to half the tokens), so the penalty (tau = 0.1) binds.
+  const source = new PlantedSource({ d: D, features: 512, meanL0: 12, kind: "sae", seed: 3, noise: 0.02 });
+  const dictionaries = [0, 1].map((mu) => ({
+    id: `mu${mu}`,
+    inputs: ["in.0"],
+    width: 512,
+    lr: 2e-3,
+    lrWarmupSteps: 50,
+    sparsityWarmupSteps: 100,
+    deadWindow: 100_000,
+    rule: {
+      kind: "jumprelu",
+      targetL0: 16,
+      frequencyCoefficient: mu,
+      bandwidth: 0.005,
+      initialThreshold: 0.05,
+    },
+  }));
+  const config = parseTrainingConfig({
+    batchSize: 1024,
+    steps: 400,
+    scaleTokens: 4096,
+    logEvery: 50,
+    dictionaries,
+  });
+  const r = await (await Trainer.open({ backend, source, config, outDir: null })).run();
+  const l0 = (id: string) => r.last?.dictionaries[id]?.l0 ?? Number.NaN;
+  assert.ok(Math.abs(l0("mu0") - 16) < 0.08 * 16, `without the penalty: L0 ${l0("mu0")}, target 16`);
+  assert.ok(l0("mu1") < 0.9 * l0("mu0"), `with it: L0 ${l0("mu1")} vs ${l0("mu0")} without`);
+});
