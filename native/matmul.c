@@ -112,14 +112,15 @@ static void round_to_bf16(const float *a, float *out, int64_t n) {
   }
 }
 
+/* Batched f32 problems up to this many multiply-adds each go to smallgemm.c (attention scores and
+ * mixing), larger ones to OpenBLAS one batch entry at a time. */
+#define SMALL_GEMM_MAX ((int64_t)1 << 27)
+
 /* Few rows of f32 A (decoding) against a bf16 B stored [n, k] (a linear layer's weight): each
  * output is a dot product of a row of A with a row of B widened in registers. B is read once at 2
  * bytes per weight, where the panel path would write and re-read it as f32: decoding is bound by
  * reading the weights. Exact f32 products, as on the panel path; only the summation order differs. */
 #define FEW_ROWS 4
-/* Batched f32 problems up to this many multiply-adds each go to smallgemm.c (attention scores and
- * mixing), larger ones to OpenBLAS one batch entry at a time. */
-#define SMALL_GEMM_MAX ((int64_t)1 << 27)
 
 typedef struct {
   const float *a;
