@@ -6,6 +6,7 @@
  * `tryLoadNative()` never throws: when the addon is missing or fails to load it returns the reason,
  * and callers fall back to the reference backend.
  */
+import { constants as bufferConstants } from "node:buffer";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
@@ -248,9 +249,12 @@ function matmulArgs(a: Float32Array, b: FloatSource, out: Float32Array, g: Matmu
  */
 const POISON = process.env.GLASSBOX_POISON_OUTPUTS === "1";
 const SMALL_OUTPUT = 256;
+const MAX_LENGTH = bufferConstants.MAX_LENGTH;
 
 function allocOutput(size: number): Float32Array {
-  if (size < SMALL_OUTPUT) return POISON ? new Float32Array(size).fill(Number.NaN) : new Float32Array(size);
+  // Buffers stop at buffer.constants.MAX_LENGTH (4 GiB in Node 20); typed arrays go further.
+  if (size < SMALL_OUTPUT || size * 4 > MAX_LENGTH)
+    return POISON ? new Float32Array(size).fill(Number.NaN) : new Float32Array(size);
   const out = new Float32Array(Buffer.allocUnsafeSlow(size * 4).buffer, 0, size);
   return POISON ? out.fill(Number.NaN) : out;
 }
