@@ -21,7 +21,8 @@
         "native/sparse.c",
         "native/training.c",
         "native/bf16gemm.c",
-        "native/smallgemm.c"
+        "native/smallgemm.c",
+        "native/widegemm.c"
       ],
       "include_dirs": ["<(cblas_include)"],
       "cflags": ["-std=gnu11", "-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-fno-strict-aliasing", "-Wall", "-Wextra", "-Wno-unused-parameter"],

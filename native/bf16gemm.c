@@ -30,31 +30,6 @@
 #define NR 32
 #define MC 256
 
-/* Transposes a 16 x 16 block of 32-bit elements held in r[0..15] (row i in r[i]). */
-static inline void transpose16(__m512i r[16]) {
-  __m512i t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-  }
-  for (int i = 0; i < 4; i++) {
-    t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
-    t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
-    t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
-    t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
-  }
-  for (int i = 0; i < 8; i++) {
-    r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
-    r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
-  }
-}
-
 /* Packs rows j0 .. j0+nr of B ([n, k] bf16, k even) as 32-bit pairs [k/2][NR], zero past nr.
  * Full blocks move 16 x 16 tiles through registers; the rest goes element by element. */
 static void pack_b(const uint16_t *b, int64_t k, int64_t j0, int64_t nr, uint32_t *p) {
@@ -65,7 +40,7 @@ static void pack_b(const uint16_t *b, int64_t k, int64_t j0, int64_t nr, uint32_
       for (int h = 0; h < 2; h++) {
         __m512i r[16];
         for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512((const uint32_t *)(b + (j0 + h * 16 + i) * k) + q0);
-        transpose16(r);
+        gb_transpose16(r);
         for (int t = 0; t < 16; t++) _mm512_storeu_si512(p + (q0 + t) * NR + h * 16, r[t]);
       }
     }

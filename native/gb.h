@@ -99,6 +99,9 @@ int gb_bf16_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, in
  * Returns 0, -1 when out of memory, or 1 when not built here (no AVX-512F): the caller falls back. */
 int gb_small_gemm(const float *a, const float *b, float *out, int64_t batch, int64_t m, int64_t k, int64_t n,
                   int64_t a_stride, int64_t b_stride, int trans_b, int accumulate);
+/* out (+)= A @ B^T for f32 A [m, k] and bf16 B [n, k], exact f32 products, B widened while packed
+ * (widegemm.c). Returns 0, -1 when out of memory, or 1 when not built here (no AVX-512F). */
+int gb_wide_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, int64_t k, int64_t n, int accumulate);
 const char *gb_blas_config(void);
 int gb_blas_threads(void);
 void gb_blas_set_threads(int n);

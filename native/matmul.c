@@ -10,6 +10,8 @@
  *   few_rows_bf16, with no panel.
  * - Batches of small f32 problems with their own B (attention) run on the kernel pool, one batch
  *   entry per task (smallgemm.c), instead of one multi-threaded sgemm call per entry.
+ * - Otherwise f32 A against a bf16 B stored [n, k] (a linear layer) goes to widegemm.c, which widens
+ *   B while packing it for its own f32 kernel.
  * - `a_bf16` (MatmulArgs.aBf16: A rounded to bf16): a bf16 B stored [n, k] with a plain A goes to the
  *   AVX512-BF16 kernel in bf16gemm.c; every other case rounds a copy of A and continues as below.
  * - One sgemm runs at a time in the process (a mutex); OpenBLAS threads do the parallelism, and the
@@ -179,6 +181,11 @@ int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_arg
     gb_parallel_for(n, 64, few_rows_bf16, &c);
     free(rounded);
     return 0;
+  }
+  if (!g->a_bf16 && g->b_dtype == GB_BF16 && g->trans_b && !g->trans_a && (merge || g->batch == 1)) {
+    rc = gb_wide_gemm_nt(a, b, out, g->batch * m, k, n, g->accumulate);
+    if (rc <= 0) return rc;
+    rc = 0;
   }
   if (g->a_bf16) {
     if (g->b_dtype == GB_BF16 && g->trans_b && !g->trans_a && (merge || g->batch == 1)) {

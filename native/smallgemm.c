@@ -20,8 +20,8 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
-#define MR 8
-#define NR 32
+#define MR GB_TILE_MR
+#define NR GB_TILE_NR
 #define ROWS 64
 
 typedef struct {
@@ -45,34 +45,6 @@ static void pack(const small_ctx *g, const float *b, int64_t j0, int nr, float *
       for (int j = 0; j < NR; j++) p[q * NR + j] = j < nr ? row[j] : 0.0f;
     }
   }
-}
-
-/* C[0:mr, 0:nr] (+)= A[0:mr, :] . P for mr <= MR rows of `lda` floats. */
-static void micro(const float *a, int64_t lda, int mr, const float *p, int64_t k, float *c, int64_t ldc, int nr,
-                  int acc) {
-  __m512 c0[MR], c1[MR];
-  for (int i = 0; i < MR; i++) c0[i] = c1[i] = _mm512_setzero_ps();
-  if (mr == MR) {
-    for (int64_t q = 0; q < k; q++) {
-      __m512 b0 = _mm512_loadu_ps(p + q * NR), b1 = _mm512_loadu_ps(p + q * NR + 16);
-#pragma GCC unroll 8
-      for (int i = 0; i < MR; i++) {
-        __m512 av = _mm512_set1_ps(a[i * lda + q]);
-        c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
-        c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
-      }
-    }
-  } else {
-    for (int64_t q = 0; q < k; q++) {
-      __m512 b0 = _mm512_loadu_ps(p + q * NR), b1 = _mm512_loadu_ps(p + q * NR + 16);
-      for (int i = 0; i < mr; i++) {
-        __m512 av = _mm512_set1_ps(a[i * lda + q]);
-        c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
-        c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
-      }
-    }
-  }
-  for (int i = 0; i < mr; i++) gb_store_tile_row(c + i * ldc, c0[i], c1[i], nr, acc);
 }
 
 /* Tiles [begin, end): batch entry t / row_blocks, rows (t % row_blocks) * ROWS .. */
@@ -102,7 +74,7 @@ static void tiles(void *vctx, int64_t begin, int64_t end) {
       int nr = (int)(g->n - j0 < NR ? g->n - j0 : NR);
       for (int64_t i = i0; i < i0 + mc; i += MR) {
         int mr = (int)(i0 + mc - i < MR ? i0 + mc - i : MR);
-        micro(a + i * g->k, g->k, mr, p + blk * g->k * NR, g->k, c + i * g->n + j0, g->n, nr, g->acc);
+        gb_f32_tile(a + i * g->k, g->k, mr, p + blk * g->k * NR, g->k, c + i * g->n + j0, g->n, nr, g->acc);
       }
     }
   }

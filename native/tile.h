@@ -1,7 +1,8 @@
 /*
- * Shared by the AVX-512 GEMM micro-kernels (bf16gemm.c, smallgemm.c): storing one row of a
- * 32-column output tile held in two registers, masked to the `nr` columns that exist, overwriting
- * or adding to what is there.
+ * Shared by the AVX-512 GEMM micro-kernels (bf16gemm.c, smallgemm.c, widegemm.c): storing one row
+ * of a 32-column output tile held in two registers, masked to the `nr` columns that exist,
+ * overwriting or adding to what is there; the 8 x 32 f32 FMA tile over a packed panel; and a
+ * 16 x 16 transpose of 32-bit elements in registers (for packing).
  */
 #ifndef GB_TILE_H
 #define GB_TILE_H
@@ -18,6 +19,63 @@ static inline void gb_store_tile_row(float *c, __m512 v0, __m512 v1, int nr, int
   }
   _mm512_mask_storeu_ps(c, m0, v0);
   _mm512_mask_storeu_ps(c + 16, m1, v1);
+}
+
+/* Transposes a 16 x 16 block of 32-bit elements held in r[0..15] (row i in r[i]). */
+static inline void gb_transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int i = 0; i < 4; i++) {
+    t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 8; i++) {
+    r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+  }
+}
+
+#define GB_TILE_MR 8
+#define GB_TILE_NR 32
+
+/* C[0:mr, 0:nr] (+)= A[0:mr, 0:k] . P in f32 FMAs, for mr <= 8 rows of A (`lda` floats apart) and P
+ * the packed panel [k][32] of op(B)'s columns: 16 accumulators, A's elements broadcast. */
+static inline void gb_f32_tile(const float *a, int64_t lda, int mr, const float *p, int64_t k, float *c,
+                               int64_t ldc, int nr, int acc) {
+  __m512 c0[GB_TILE_MR], c1[GB_TILE_MR];
+  for (int i = 0; i < GB_TILE_MR; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+  if (mr == GB_TILE_MR) {
+    for (int64_t q = 0; q < k; q++) {
+      __m512 b0 = _mm512_loadu_ps(p + q * GB_TILE_NR), b1 = _mm512_loadu_ps(p + q * GB_TILE_NR + 16);
+#pragma GCC unroll 8
+      for (int i = 0; i < GB_TILE_MR; i++) {
+        __m512 av = _mm512_set1_ps(a[i * lda + q]);
+        c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
+        c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+      }
+    }
+  } else {
+    for (int64_t q = 0; q < k; q++) {
+      __m512 b0 = _mm512_loadu_ps(p + q * GB_TILE_NR), b1 = _mm512_loadu_ps(p + q * GB_TILE_NR + 16);
+      for (int i = 0; i < mr; i++) {
+        __m512 av = _mm512_set1_ps(a[i * lda + q]);
+        c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
+        c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+      }
+    }
+  }
+  for (int i = 0; i < mr; i++) gb_store_tile_row(c + i * ldc, c0[i], c1[i], nr, acc);
 }
 #endif
 

@@ -230,6 +230,11 @@ describe("native backend", { skip }, () => {
               "bf16 few rows, merged batches",
             );
           }
+          // f32 A against a transposed bf16 B with few column blocks: rows cut into chunks.
+          if (transB && bDtype === "bf16") {
+            check({ ...base, m: 300, k: 40, n: 40, transB, bDtype }, "bf16 few column blocks, row chunks");
+            check({ ...base, m: 37, k: 16, n: 70, transB, bDtype, accumulate: true }, "bf16 row chunks, acc");
+          }
           // m >= 64: panels of 2M floats; k = 2100 gives 960-wide panels, n = 1000 two of them.
           check({ ...base, m: 64, k: 2100, n: 1000, transB, bDtype }, `${bDtype} m64 tB${transB}`);
           check(

@@ -1,0 +1,111 @@
+/*
+ * out (+)= A @ B^T for f32 A and a bf16 B stored [n, k] (a linear layer with bf16 weights and f32
+ * activations, glassbox's default for bf16 checkpoints), in exact f32 products.
+ *
+ * The panel path widens a block of B to f32 in a scratch buffer, then OpenBLAS packs it again for
+ * sgemm. Here B is widened while it is packed, 32 columns at a time into [k][32] f32 panels (16 x 16
+ * register transposes, as bf16gemm.c packs bf16 pairs), and the 8 x 32 FMA tile of tile.h runs over
+ * each panel. Tiles of rows by column blocks are split across the kernel pool, with finer row
+ * chunks when there are few column blocks. Products and sums are f32; only the summation order
+ * differs from sgemm. Built only with AVX-512F; otherwise `gb_wide_gemm_nt` returns 1 and the caller
+ * uses the panel path.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gb.h"
+#include "tile.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+#define MR GB_TILE_MR
+#define NR GB_TILE_NR
+#define MC 128
+
+/* Rows j0 .. j0+nr of B ([n, k] bf16) widened into p as [k][NR] f32, zero past nr. */
+static void pack_wide(const uint16_t *b, int64_t k, int64_t j0, int64_t nr, float *p) {
+  int64_t q0 = 0;
+  if (nr == NR) {
+    for (; q0 + 16 <= k; q0 += 16) {
+      for (int h = 0; h < 2; h++) {
+        __m512i r[16];
+        for (int i = 0; i < 16; i++) {
+          __m256i v = _mm256_loadu_si256((const __m256i *)(b + (j0 + h * 16 + i) * k + q0));
+          r[i] = _mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16);
+        }
+        gb_transpose16(r);
+        for (int t = 0; t < 16; t++) _mm512_storeu_si512(p + (q0 + t) * NR + h * 16, r[t]);
+      }
+    }
+  }
+  for (int64_t j = 0; j < NR; j++) {
+    for (int64_t q = q0; q < k; q++) {
+      uint32_t w = j < nr ? (uint32_t)b[(j0 + j) * k + q] << 16 : 0;
+      memcpy(p + q * NR + j, &w, sizeof w);
+    }
+  }
+}
+
+typedef struct {
+  const float *a;    /* [m, k] f32 */
+  const uint16_t *b; /* [n, k] bf16 */
+  float *out;        /* [m, n] */
+  int64_t m, k, n;
+  int64_t rows, chunks; /* tile t: column block t / chunks, rows (t % chunks) * rows .. */
+  int acc;
+  int failed;
+} wide_ctx;
+
+static void wide_tiles(void *vctx, int64_t begin, int64_t end) {
+  wide_ctx *g = vctx;
+  float *p = aligned_alloc(64, (size_t)((g->k * NR * 4 + 63) / 64 * 64));
+  if (!p) {
+    g->failed = 1;
+    return;
+  }
+  int64_t packed = -1;
+  for (int64_t t = begin; t < end; t++) {
+    int64_t blk = t / g->chunks, i0 = (t % g->chunks) * g->rows;
+    int64_t mc = g->m - i0 < g->rows ? g->m - i0 : g->rows;
+    int64_t j0 = blk * NR;
+    int nr = (int)(g->n - j0 < NR ? g->n - j0 : NR);
+    if (blk != packed) {
+      pack_wide(g->b, g->k, j0, nr, p);
+      packed = blk;
+    }
+    for (int64_t i = i0; i < i0 + mc; i += MR) {
+      int mr = (int)(i0 + mc - i < MR ? i0 + mc - i : MR);
+      gb_f32_tile(g->a + i * g->k, g->k, mr, p, g->k, g->out + i * g->n + j0, g->n, nr, g->acc);
+    }
+  }
+  free(p);
+}
+
+int gb_wide_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, int64_t k, int64_t n, int accumulate) {
+  if (m == 0 || n == 0) return 0;
+  int64_t blocks = (n + NR - 1) / NR;
+  int64_t want = 8 * (int64_t)gb_pool_threads();
+  int64_t rows = MC;
+  if (blocks * ((m + MC - 1) / MC) < want) {
+    int64_t chunks = (want + blocks - 1) / blocks;
+    rows = (m + chunks - 1) / chunks;
+    rows = (rows + MR - 1) / MR * MR;
+    if (rows < 4 * MR) rows = 4 * MR;
+    if (rows > MC) rows = MC;
+  }
+  wide_ctx g = {a, b, out, m, k, n, rows, (m + rows - 1) / rows, accumulate, 0};
+  int64_t tiles = blocks * g.chunks;
+  gb_parallel_for(tiles, tiles >= 4 * want ? 4 : 1, wide_tiles, &g);
+  return g.failed ? -1 : 0;
+}
+
+#else
+
+int gb_wide_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, int64_t k, int64_t n, int accumulate) {
+  (void)a, (void)b, (void)out, (void)m, (void)k, (void)n, (void)accumulate;
+  return 1;
+}
+
+#endif
