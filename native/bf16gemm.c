@@ -201,14 +201,7 @@ int gb_bf16_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, in
   /* Tiles of MC rows by one column block, in a few blocks per pool task; with few column blocks
    * (a narrow projection) the rows are cut finer so that every thread gets work. */
   int64_t want = 8 * (int64_t)gb_pool_threads();
-  int64_t rows = MC;
-  if (blocks * ((m + MC - 1) / MC) < want) {
-    int64_t chunks = (want + blocks - 1) / blocks;
-    rows = (m + chunks - 1) / chunks;
-    rows = (rows + MR - 1) / MR * MR;
-    if (rows < 4 * MR) rows = 4 * MR;
-    if (rows > MC) rows = MC;
-  }
+  int64_t rows = gb_tile_rows(m, blocks, MC, want);
   g.rows = rows;
   g.chunks = (m + rows - 1) / rows;
   int64_t tiles = blocks * g.chunks;

@@ -46,6 +46,21 @@ static inline void gb_transpose16(__m512i r[16]) {
   }
 }
 
+/* Rows of A per tile for an m-row GEMM over `blocks` column blocks: `mc`, or fewer (a multiple of
+ * GB_TILE_MR, at least 4 of them) when there are too few column blocks to give every pool thread
+ * several tiles. */
+static inline int64_t gb_tile_rows(int64_t m, int64_t blocks, int64_t mc, int64_t want) {
+  int64_t rows = mc;
+  if (blocks * ((m + mc - 1) / mc) < want) {
+    int64_t chunks = (want + blocks - 1) / blocks;
+    rows = (m + chunks - 1) / chunks;
+    rows = (rows + 7) / 8 * 8;
+    if (rows < 32) rows = 32;
+    if (rows > mc) rows = mc;
+  }
+  return rows;
+}
+
 #define GB_TILE_MR 8
 #define GB_TILE_NR 32
 

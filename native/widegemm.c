@@ -87,14 +87,7 @@ int gb_wide_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, in
   if (m == 0 || n == 0) return 0;
   int64_t blocks = (n + NR - 1) / NR;
   int64_t want = 8 * (int64_t)gb_pool_threads();
-  int64_t rows = MC;
-  if (blocks * ((m + MC - 1) / MC) < want) {
-    int64_t chunks = (want + blocks - 1) / blocks;
-    rows = (m + chunks - 1) / chunks;
-    rows = (rows + MR - 1) / MR * MR;
-    if (rows < 4 * MR) rows = 4 * MR;
-    if (rows > MC) rows = MC;
-  }
+  int64_t rows = gb_tile_rows(m, blocks, MC, want);
   wide_ctx g = {a, b, out, m, k, n, rows, (m + rows - 1) / rows, accumulate, 0};
   int64_t tiles = blocks * g.chunks;
   gb_parallel_for(tiles, tiles >= 4 * want ? 4 : 1, wide_tiles, &g);
