@@ -6,7 +6,8 @@
  *
  * Before the first step each site's fixed input scale s = 1 / sqrt(E||x||^2) is estimated from the
  * first `scaleTokens` tokens (the source is then rewound), as in Gemma Scope 2; exports fold it back
- * into the weights. With an output directory the loop writes `checkpoint.safetensors` every
+ * into the weights, and a dictionary with `init` starts from an existing one unfolded under these
+ * scales (init.ts). With an output directory the loop writes `checkpoint.safetensors` every
  * `checkpointEvery` steps and at the end (atomically; see checkpoint.ts) and appends metrics to
  * `metrics.jsonl`; `Trainer.open` resumes from an existing checkpoint, and the resumed run is
  * bit-identical to an uninterrupted one.
