@@ -26,8 +26,8 @@
 #if defined(__AVX512BF16__) && defined(__AVX512F__)
 #include <immintrin.h>
 
-#define MR 8
-#define NR 32
+#define MR GB_TILE_MR
+#define NR GB_TILE_NR
 #define MC 256
 
 /* Packs rows j0 .. j0+nr of B ([n, k] bf16, k even) as 32-bit pairs [k/2][NR], zero past nr.
@@ -114,31 +114,21 @@ static void gemm_tiles(void *vctx, int64_t begin, int64_t end) {
   }
   int64_t packed = -1;
   for (int64_t t = begin; t < end; t++) {
-    int64_t blk = t / g->chunks, i0 = (t % g->chunks) * g->rows;
-    int64_t mc = g->m - i0 < g->rows ? g->m - i0 : g->rows;
-    int64_t j0 = blk * NR;
-    int nr = (int)(g->n - j0 < NR ? g->n - j0 : NR);
-    if (blk != packed) {
-      pack_b(g->b, g->k, j0, nr, p);
-      packed = blk;
+    gb_tile x = gb_tile_at(t, g->chunks, g->rows, g->m, g->n, NR);
+    if (x.blk != packed) {
+      pack_b(g->b, g->k, x.j0, x.nr, p);
+      packed = x.blk;
     }
-    /* The next block's rows of B (contiguous; from DRAM for an unembedding) are fetched into L2 a
-     * slice per micro-kernel, so that the memory latency of packing overlaps this block's work. */
-    int64_t last = (g->n + NR - 1) / NR - 1;
-    int fetch = blk < last && (t + 1) % g->chunks == 0;
-    const char *next = fetch ? (const char *)(g->b + (j0 + NR) * g->k) : NULL;
-    int64_t next_bytes = fetch ? (g->n - j0 - NR < NR ? g->n - j0 - NR : NR) * g->k * 2 : 0;
-    int64_t slices = (mc + MR - 1) / MR, slice = (next_bytes / slices + 63) / 64 * 64, fetched = 0;
-    for (int64_t i = i0; i < i0 + mc; i += MR) {
-      int mr = (int)(i0 + mc - i < MR ? i0 + mc - i : MR);
-      for (int64_t e = fetched + slice; fetched < e && fetched < next_bytes; fetched += 64)
-        _mm_prefetch(next + fetched, _MM_HINT_T1);
+    gb_prefetch f = gb_prefetch_next(g->b, 2, g->k, g->n, x, t, g->chunks, NR);
+    for (int64_t i = x.i0; i < x.i0 + x.mc; i += MR) {
+      int mr = (int)(x.i0 + x.mc - i < MR ? x.i0 + x.mc - i : MR);
+      gb_prefetch_step(&f);
       const uint16_t *a = g->a + i * g->k;
-      float *c = g->out + i * g->n + j0;
+      float *c = g->out + i * g->n + x.j0;
       if (mr == MR)
-        micro_full(a, g->k, p, kh, c, g->n, nr, g->acc);
+        micro_full(a, g->k, p, kh, c, g->n, x.nr, g->acc);
       else
-        micro_part(a, g->k, mr, p, kh, c, g->n, nr, g->acc);
+        micro_part(a, g->k, mr, p, kh, c, g->n, x.nr, g->acc);
     }
   }
   free(p);

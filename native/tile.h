@@ -9,6 +9,10 @@
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+#include <stdint.h>
+
+#define GB_TILE_MR 8
+#define GB_TILE_NR 32
 
 static inline void gb_store_tile_row(float *c, __m512 v0, __m512 v1, int nr, int acc) {
   __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
@@ -61,8 +65,50 @@ static inline int64_t gb_tile_rows(int64_t m, int64_t blocks, int64_t mc, int64_
   return rows;
 }
 
-#define GB_TILE_MR 8
-#define GB_TILE_NR 32
+/* Where tile t of a GEMM tiled as (column block t / chunks) x (row chunk t % chunks) lies. */
+typedef struct {
+  int64_t blk, i0, mc, j0;
+  int nr;
+} gb_tile;
+
+static inline gb_tile gb_tile_at(int64_t t, int64_t chunks, int64_t rows, int64_t m, int64_t n, int64_t nr_max) {
+  gb_tile x;
+  x.blk = t / chunks;
+  x.i0 = (t % chunks) * rows;
+  x.mc = m - x.i0 < rows ? m - x.i0 : rows;
+  x.j0 = x.blk * nr_max;
+  x.nr = (int)(n - x.j0 < nr_max ? n - x.j0 : nr_max);
+  return x;
+}
+
+/*
+ * Prefetching the next column block's rows of B (stored [n, k], `esize`-byte elements; contiguous,
+ * and from DRAM for an unembedding) into L2 while the last row chunk of this block computes, a
+ * slice per micro-kernel, so that the memory latency of the next packing overlaps this work.
+ */
+typedef struct {
+  const char *next;
+  int64_t bytes, slice, done;
+} gb_prefetch;
+
+static inline gb_prefetch gb_prefetch_next(const void *b, int64_t esize, int64_t k, int64_t n, gb_tile x,
+                                           int64_t t, int64_t chunks, int64_t nr_max) {
+  gb_prefetch f = {NULL, 0, 0, 0};
+  int64_t j1 = x.j0 + nr_max;
+  if (j1 >= n || (t + 1) % chunks != 0) return f;
+  f.next = (const char *)b + j1 * k * esize;
+  f.bytes = (n - j1 < nr_max ? n - j1 : nr_max) * k * esize;
+  int64_t slices = (x.mc + GB_TILE_MR - 1) / GB_TILE_MR;
+  f.slice = (f.bytes / slices + 63) / 64 * 64;
+  return f;
+}
+
+/* Issues the next slice of prefetches (call once per micro-kernel). */
+static inline void gb_prefetch_step(gb_prefetch *f) {
+  for (int64_t e = f->done + f->slice; f->done < e && f->done < f->bytes; f->done += 64)
+    _mm_prefetch(f->next + f->done, _MM_HINT_T1);
+}
+
 
 /* C[0:mr, 0:nr] (+)= A[0:mr, 0:k] . P in f32 FMAs, for mr <= 8 rows of A (`lda` floats apart) and P
  * the packed panel [k][32] of op(B)'s columns: 16 accumulators, A's elements broadcast. */

@@ -67,17 +67,16 @@ static void wide_tiles(void *vctx, int64_t begin, int64_t end) {
   }
   int64_t packed = -1;
   for (int64_t t = begin; t < end; t++) {
-    int64_t blk = t / g->chunks, i0 = (t % g->chunks) * g->rows;
-    int64_t mc = g->m - i0 < g->rows ? g->m - i0 : g->rows;
-    int64_t j0 = blk * NR;
-    int nr = (int)(g->n - j0 < NR ? g->n - j0 : NR);
-    if (blk != packed) {
-      pack_wide(g->b, g->k, j0, nr, p);
-      packed = blk;
+    gb_tile x = gb_tile_at(t, g->chunks, g->rows, g->m, g->n, NR);
+    if (x.blk != packed) {
+      pack_wide(g->b, g->k, x.j0, x.nr, p);
+      packed = x.blk;
     }
-    for (int64_t i = i0; i < i0 + mc; i += MR) {
-      int mr = (int)(i0 + mc - i < MR ? i0 + mc - i : MR);
-      gb_f32_tile(g->a + i * g->k, g->k, mr, p, g->k, g->out + i * g->n + j0, g->n, nr, g->acc);
+    gb_prefetch f = gb_prefetch_next(g->b, 2, g->k, g->n, x, t, g->chunks, NR);
+    for (int64_t i = x.i0; i < x.i0 + x.mc; i += MR) {
+      int mr = (int)(x.i0 + x.mc - i < MR ? x.i0 + x.mc - i : MR);
+      gb_prefetch_step(&f);
+      gb_f32_tile(g->a + i * g->k, g->k, mr, p, g->k, g->out + i * g->n + x.j0, g->n, x.nr, g->acc);
     }
   }
   free(p);
