@@ -13,8 +13,14 @@
  * column blocks, so that narrow projections use every thread). With at most 4 rows (decoding) packing would cost as
  * much as the arithmetic, so each output is instead a dot product of two contiguous bf16 rows.
  *
- * Built only when the compiler targets AVX512-BF16 (-march=native on such a CPU); otherwise
- * `gb_bf16_gemm_nt` returns 1 and the caller rounds A and uses the widening sgemm path.
+ * `gb_bf16_batched_gemm` is the same arithmetic for products of two f32 activations, both rounded
+ * (MatmulArgs.bBf16; attention scores and mixing in bf16-inputs mode, as bf16 inference frameworks
+ * compute them): batches with their own B, B stored [n, k] or [k, n], odd k padded with a zero pair.
+ * Each pool task takes (batch entry x 64-row) tiles, packs all of op(B[t]) once per entry and rounds
+ * its rows of A as it goes.
+ *
+ * Built only when the compiler targets AVX512-BF16 (-march=native on such a CPU); otherwise both
+ * entry points return 1 and the caller rounds the operands and uses the sgemm paths.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -200,10 +206,107 @@ int gb_bf16_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, in
   return g.failed ? -1 : 0;
 }
 
+/* ---- both operands f32, rounded here ---- */
+
+#define BROWS 64
+/* Largest packed op(B[t]) (bytes) per thread; larger problems fall back to the caller. */
+#define BPACK_MAX ((int64_t)32 << 20)
+
+/* Nearest-even bf16 bits of x, quiet NaN kept (as gb_float_to_half). */
+static inline uint32_t bf16_bits(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+/* op(B) ([k, n]) as bf16 pairs, column block blk at p + blk * kh * NR laid out [kh][NR]; zero past n
+ * columns and past k. */
+static void pack_b_f32(const gb_batched_job *g, const float *b, uint32_t *p) {
+  int64_t k = g->k, n = g->n, kh = (k + 1) / 2, blocks = (n + NR - 1) / NR;
+  memset(p, 0, (size_t)(blocks * kh * NR) * sizeof *p);
+  if (g->trans_b) {
+    /* Stored [n, k]: column j of op(B) is row j, contiguous. */
+    for (int64_t j = 0; j < n; j++) {
+      const float *row = b + j * k;
+      uint32_t *col = p + (j / NR) * kh * NR + j % NR;
+      for (int64_t q = 0; q < k / 2; q++) col[q * NR] = bf16_bits(row[2 * q]) | bf16_bits(row[2 * q + 1]) << 16;
+      if (k % 2) col[(k / 2) * NR] = bf16_bits(row[k - 1]);
+    }
+  } else {
+    /* Stored [k, n]: rows 2q and 2q + 1 interleave. */
+    for (int64_t q = 0; q < kh; q++) {
+      const float *r0 = b + 2 * q * n, *r1 = 2 * q + 1 < k ? r0 + n : NULL;
+      for (int64_t j = 0; j < n; j++)
+        p[(j / NR) * kh * NR + q * NR + j % NR] = bf16_bits(r0[j]) | (r1 ? bf16_bits(r1[j]) << 16 : 0u);
+    }
+  }
+}
+
+/* Tiles [begin, end): batch entry t / row_blocks, rows (t % row_blocks) * BROWS .. */
+static void batched_tiles(void *vctx, int64_t begin, int64_t end) {
+  gb_batched_job *g = vctx;
+  int64_t kh = (g->k + 1) / 2, kp = 2 * kh, blocks = (g->n + NR - 1) / NR;
+  uint32_t *p = aligned_alloc(64, (size_t)((blocks * kh * NR * 4 + 63) / 64 * 64));
+  uint16_t *abf = malloc((size_t)(BROWS * kp) * sizeof *abf);
+  if (!p || !abf) {
+    g->failed = 1;
+    free(p);
+    free(abf);
+    return;
+  }
+  const float *packed = NULL;
+  for (int64_t t = begin; t < end; t++) {
+    int64_t bt = t / g->row_blocks, i0 = (t % g->row_blocks) * BROWS;
+    int64_t mc = g->m - i0 < BROWS ? g->m - i0 : BROWS;
+    const float *bsrc = g->b + bt * g->b_stride;
+    if (bsrc != packed) {
+      pack_b_f32(g, bsrc, p);
+      packed = bsrc;
+    }
+    const float *a = g->a + bt * g->a_stride + i0 * g->k;
+    for (int64_t i = 0; i < mc; i++) {
+      for (int64_t q = 0; q < g->k; q++) abf[i * kp + q] = (uint16_t)bf16_bits(a[i * g->k + q]);
+      if (kp > g->k) abf[i * kp + g->k] = 0;
+    }
+    float *c = g->out + bt * g->m * g->n + i0 * g->n;
+    for (int64_t blk = 0; blk < blocks; blk++) {
+      int64_t j0 = blk * NR;
+      int nr = (int)(g->n - j0 < NR ? g->n - j0 : NR);
+      const uint32_t *pb = p + blk * kh * NR;
+      for (int64_t i = 0; i < mc; i += MR) {
+        int mr = (int)(mc - i < MR ? mc - i : MR);
+        if (mr == MR)
+          micro_full(abf + i * kp, kp, pb, kh, c + i * g->n + j0, g->n, nr, g->acc);
+        else
+          micro_part(abf + i * kp, kp, mr, pb, kh, c + i * g->n + j0, g->n, nr, g->acc);
+      }
+    }
+  }
+  free(p);
+  free(abf);
+}
+
+int gb_bf16_batched_gemm(const float *a, const float *b, float *out, int64_t batch, int64_t m, int64_t k, int64_t n,
+                         int64_t a_stride, int64_t b_stride, int trans_b, int accumulate) {
+  if (batch == 0 || m == 0 || n == 0) return 0;
+  if (k == 0 || ((n + NR - 1) / NR) * ((k + 1) / 2) * NR * 4 > BPACK_MAX) return 1;
+  gb_batched_job g = {a, b, out, m, k, n, a_stride, b_stride, trans_b, accumulate, (m + BROWS - 1) / BROWS, 0};
+  gb_parallel_for(batch * g.row_blocks, 1, batched_tiles, &g);
+  return g.failed ? -1 : 0;
+}
+
 #else
 
 int gb_bf16_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, int64_t k, int64_t n, int accumulate) {
   (void)a, (void)b, (void)out, (void)m, (void)k, (void)n, (void)accumulate;
+  return 1;
+}
+
+int gb_bf16_batched_gemm(const float *a, const float *b, float *out, int64_t batch, int64_t m, int64_t k, int64_t n,
+                         int64_t a_stride, int64_t b_stride, int trans_b, int accumulate) {
+  (void)a, (void)b, (void)out, (void)batch, (void)m, (void)k, (void)n, (void)a_stride, (void)b_stride;
+  (void)trans_b, (void)accumulate;
   return 1;
 }
 

@@ -239,7 +239,7 @@ static void contiguous_out(gb_layout *l) {
 
 /* ---- matmul ---- */
 
-/* (a, b, out, batch, m, k, n, transA, transB, aBatchStride, bBatchStride, bDtype, accumulate, aBf16) */
+/* (a, b, out, batch, m, k, n, transA, transB, aBatchStride, bBatchStride, bDtype, accumulate, aBf16, bBf16) */
 static void matmul_parse(call_t *c, arr_t *a, arr_t *b, arr_t *out, gb_matmul_args *g) {
   g->batch = size_arg(c, 3);
   g->m = size_arg(c, 4);
@@ -252,6 +252,7 @@ static void matmul_parse(call_t *c, arr_t *a, arr_t *b, arr_t *out, gb_matmul_ar
   g->b_dtype = code(c, 11, 3);
   g->accumulate = flag(c, 12);
   g->a_bf16 = flag(c, 13);
+  g->b_bf16 = flag(c, 14);
   *a = typed(c, 0, napi_float32_array);
   *b = float_source(c, 1, g->b_dtype);
   *out = output(c, 2);
@@ -266,7 +267,7 @@ static void matmul_parse(call_t *c, arr_t *a, arr_t *b, arr_t *out, gb_matmul_ar
 }
 
 static napi_value js_matmul(napi_env env, napi_callback_info info) {
-  call_t c = begin(env, info, 14);
+  call_t c = begin(env, info, 15);
   arr_t a, b, out;
   gb_matmul_args g;
   matmul_parse(&c, &a, &b, &out, &g);
@@ -307,7 +308,7 @@ static void async_complete(napi_env env, napi_status status, void *data) {
 }
 
 static napi_value js_matmul_async(napi_env env, napi_callback_info info) {
-  call_t c = begin(env, info, 14);
+  call_t c = begin(env, info, 15);
   async_matmul *d = calloc(1, sizeof *d);
   if (!d) {
     napi_throw_error(env, NULL, "native matmul: out of memory");

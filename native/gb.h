@@ -88,12 +88,19 @@ typedef struct {
   int b_dtype;
   int accumulate;
   int a_bf16; /* round A's elements to bf16 first (MatmulArgs.aBf16) */
+  int b_bf16; /* round an f32 B's elements to bf16 first (MatmulArgs.bBf16) */
 } gb_matmul_args;
 /* Returns 0, or -1 when scratch memory for a 16-bit right operand could not be allocated. */
 int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_args *args);
 /* out (+)= bf16(A) @ B^T, B bf16 [n, k], on AVX512-BF16 (bf16gemm.c). Returns 0, -1 when out of memory,
  * or 1 when unsupported here (no AVX512-BF16 build, odd or zero k): the caller falls back. */
 int gb_bf16_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, int64_t k, int64_t n, int accumulate);
+/* out[t] (+)= bf16(A[t]) @ bf16(op(B[t])) for t < batch, f32 A and B both rounded to bf16 (nearest even)
+ * and multiplied on AVX512-BF16, A plain row-major with batch stride a_stride, B [n, k] (trans_b) or
+ * [k, n] with stride b_stride, on the kernel pool (bf16gemm.c; attention in bf16-inputs mode). Returns
+ * 0, -1 when out of memory, or 1 when not built here or op(B) is too large to pack: the caller falls back. */
+int gb_bf16_batched_gemm(const float *a, const float *b, float *out, int64_t batch, int64_t m, int64_t k, int64_t n,
+                         int64_t a_stride, int64_t b_stride, int trans_b, int accumulate);
 /* out[t] (+)= A[t] @ op(B[t]) for t < batch, f32, A plain row-major with batch stride a_stride, B [n, k]
  * (trans_b) or [k, n] with stride b_stride, on the kernel pool (smallgemm.c; for many small problems).
  * Returns 0, -1 when out of memory, or 1 when not built here (no AVX-512F): the caller falls back. */

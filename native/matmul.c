@@ -14,6 +14,8 @@
  *   B while packing it for its own f32 kernel.
  * - `a_bf16` (MatmulArgs.aBf16: A rounded to bf16): a bf16 B stored [n, k] with a plain A goes to the
  *   AVX512-BF16 kernel in bf16gemm.c; every other case rounds a copy of A and continues as below.
+ * - `b_bf16` with `a_bf16` (both f32 operands rounded: attention in bf16-inputs mode) and a plain A
+ *   goes to bf16gemm.c's batched kernel; otherwise a rounded copy of B continues as below.
  * - One sgemm runs at a time in the process (a mutex); OpenBLAS threads do the parallelism, and the
  *   kernel pool goes single-threaded meanwhile (gb_blas_begin/end), so it never adds threads on top
  *   of OpenBLAS's.
@@ -187,6 +189,21 @@ int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_arg
     if (rc <= 0) return rc;
     rc = 0;
   }
+  float *rounded_b = NULL;
+  if (g->b_bf16 && g->b_dtype == GB_F32) {
+    if (g->a_bf16 && !g->trans_a) {
+      rc = gb_bf16_batched_gemm(a, b, out, g->batch, m, k, n, g->a_batch_stride, g->b_batch_stride, g->trans_b,
+                                g->accumulate);
+      if (rc <= 0) return rc;
+      rc = 0;
+    }
+    /* No bf16 kernel for this case: round every element of B the batches read. */
+    int64_t len = (g->batch - 1) * g->b_batch_stride + k * n;
+    rounded_b = malloc((size_t)len * sizeof(float));
+    if (!rounded_b) return -1;
+    round_to_bf16((const float *)b, rounded_b, len);
+    b = rounded_b;
+  }
   if (g->a_bf16) {
     if (g->b_dtype == GB_BF16 && g->trans_b && !g->trans_a && (merge || g->batch == 1)) {
       rc = gb_bf16_gemm_nt(a, b, out, g->batch * m, k, n, g->accumulate);
@@ -196,7 +213,10 @@ int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_arg
     /* No bf16 kernel for this case: round every element of A the batches read, then the usual path. */
     int64_t len = (g->batch - 1) * g->a_batch_stride + m * k;
     rounded = malloc((size_t)len * sizeof(float));
-    if (!rounded) return -1;
+    if (!rounded) {
+      free(rounded_b);
+      return -1;
+    }
     round_to_bf16(a, rounded, len);
     a = rounded;
   }
@@ -204,6 +224,7 @@ int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_arg
     rc = gb_small_gemm(a, b, out, g->batch, m, k, n, g->a_batch_stride, g->b_batch_stride, g->trans_b, g->accumulate);
     if (rc <= 0) {
       free(rounded);
+      free(rounded_b);
       return rc;
     }
     rc = 0;
@@ -220,5 +241,6 @@ int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_arg
   }
   free(scratch);
   free(rounded);
+  free(rounded_b);
   return rc;
 }

@@ -24,17 +24,8 @@
 #define NR GB_TILE_NR
 #define ROWS 64
 
-typedef struct {
-  const float *a, *b;
-  float *out;
-  int64_t m, k, n, a_stride, b_stride;
-  int trans_b, acc;
-  int64_t row_blocks;
-  int failed;
-} small_ctx;
-
 /* Columns j0 .. j0 + nr of op(B) as [k][NR], zero past nr. */
-static void pack(const small_ctx *g, const float *b, int64_t j0, int nr, float *p) {
+static void pack(const gb_batched_job *g, const float *b, int64_t j0, int nr, float *p) {
   int64_t k = g->k;
   if (g->trans_b) {
     for (int64_t q = 0; q < k; q++)
@@ -49,7 +40,7 @@ static void pack(const small_ctx *g, const float *b, int64_t j0, int nr, float *
 
 /* Tiles [begin, end): batch entry t / row_blocks, rows (t % row_blocks) * ROWS .. */
 static void tiles(void *vctx, int64_t begin, int64_t end) {
-  small_ctx *g = vctx;
+  gb_batched_job *g = vctx;
   int64_t blocks = (g->n + NR - 1) / NR;
   float *p = aligned_alloc(64, (size_t)((blocks * g->k * NR * 4 + 63) / 64 * 64));
   if (!p) {
@@ -83,7 +74,7 @@ static void tiles(void *vctx, int64_t begin, int64_t end) {
 
 int gb_small_gemm(const float *a, const float *b, float *out, int64_t batch, int64_t m, int64_t k, int64_t n,
                   int64_t a_stride, int64_t b_stride, int trans_b, int accumulate) {
-  small_ctx g = {a, b, out, m, k, n, a_stride, b_stride, trans_b, accumulate, (m + ROWS - 1) / ROWS, 0};
+  gb_batched_job g = {a, b, out, m, k, n, a_stride, b_stride, trans_b, accumulate, (m + ROWS - 1) / ROWS, 0};
   gb_parallel_for(batch * g.row_blocks, 1, tiles, &g);
   return g.failed ? -1 : 0;
 }

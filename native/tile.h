@@ -2,7 +2,8 @@
  * Shared by the AVX-512 GEMM micro-kernels (bf16gemm.c, smallgemm.c, widegemm.c): storing one row
  * of a 32-column output tile held in two registers, masked to the `nr` columns that exist,
  * overwriting or adding to what is there; the 8 x 32 f32 FMA tile over a packed panel; and a
- * 16 x 16 transpose of 32-bit elements in registers (for packing).
+ * 16 x 16 transpose of 32-bit elements in registers (for packing); and the job of the batched
+ * kernels (one per batch entry and block of rows).
  */
 #ifndef GB_TILE_H
 #define GB_TILE_H
@@ -13,6 +14,16 @@
 
 #define GB_TILE_MR 8
 #define GB_TILE_NR 32
+
+/* out[t] (+)= A[t] @ op(B[t]) over pool tasks of (batch entry t / row_blocks, a block of rows). */
+typedef struct {
+  const float *a, *b;
+  float *out;
+  int64_t m, k, n, a_stride, b_stride;
+  int trans_b, acc;
+  int64_t row_blocks;
+  int failed;
+} gb_batched_job;
 
 static inline void gb_store_tile_row(float *c, __m512 v0, __m512 v1, int nr, int acc) {
   __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);

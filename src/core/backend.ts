@@ -87,6 +87,11 @@ export interface MatmulArgs {
    * exact in f32, and backends may use native bf16 dot products. Default false (A used as is).
    */
   readonly aBf16?: boolean;
+  /**
+   * When true (with an f32 `b`), B's elements are first rounded to bf16 too: with `aBf16` every
+   * product is then of two bf16 values (attention in bf16-inputs mode). Ignored for 16-bit `b`.
+   */
+  readonly bBf16?: boolean;
 }
 
 /** Elementwise binary op over an N-d output with broadcast strides for each input. */

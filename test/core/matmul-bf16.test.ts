@@ -2,8 +2,10 @@
  * matmul with `aBf16` (left operand rounded to bf16) on every backend, against float64 loops over
  * the rounded values: the native bf16 dot-product kernel (bf16 B stored [n, k], untransposed A; all
  * row/column tails of its 8 x 32 tiles, several column blocks, accumulate, merged batches) and the
- * fallbacks (odd k, f32 B, transposed A, unmergeable batches). Also the op-level option and its
- * gradient (the rounding is treated as the identity).
+ * fallbacks (odd k, f32 B, transposed A, unmergeable batches). With `bBf16` an f32 B is rounded
+ * too: the batched kernel (both layouts of B, odd k, batches with their own or a shared B, several
+ * row blocks) and its fallbacks. Also the op-level options and their gradients (the rounding is
+ * treated as the identity).
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -35,7 +37,7 @@ function expected(a: Float32Array, b: Float32Array, init: Float32Array, g: Matmu
         for (let p = 0; p < k; p++) {
           const av = a[t * g.aBatchStride + (g.transA ? p * m + i : i * k + p)];
           const bv = b[t * g.bBatchStride + (g.transB ? j * k + p : p * n + j)];
-          s += (g.aBf16 ? round(av) : av) * bv;
+          s += (g.aBf16 ? round(av) : av) * (g.bBf16 ? round(bv) : bv);
         }
         const o = t * m * n + i * n + j;
         out[o] = (g.accumulate ? out[o] : 0) + s;
@@ -76,6 +78,35 @@ const CASES: [string, Partial<MatmulArgs>][] = [
   ["transposed A (fallback)", { m: 4, k: 8, n: 9, transA: true }],
   ["batched B (fallback)", { batch: 2, m: 3, k: 8, n: 5, aBatchStride: 24, bBatchStride: 40 }],
   ["without rounding", { m: 9, k: 8, n: 33, aBf16: false }],
+  ["both rounded, B [n, k]", { m: 11, k: 6, n: 33, bDtype: "f32", bBf16: true }],
+  ["both rounded, B [k, n]", { m: 9, k: 8, n: 40, bDtype: "f32", bBf16: true, transB: false }],
+  ["both rounded, odd k, B [n, k]", { m: 10, k: 7, n: 35, bDtype: "f32", bBf16: true }],
+  ["both rounded, odd k, B [k, n]", { m: 10, k: 9, n: 20, bDtype: "f32", bBf16: true, transB: false }],
+  [
+    "both rounded, batches with their own B (attention)",
+    { batch: 3, m: 12, k: 16, n: 45, aBatchStride: 200, bBatchStride: 800, bDtype: "f32", bBf16: true },
+  ],
+  [
+    "both rounded, batches with their own B [k, n]",
+    {
+      batch: 2,
+      m: 5,
+      k: 33,
+      n: 8,
+      aBatchStride: 170,
+      bBatchStride: 270,
+      bDtype: "f32",
+      bBf16: true,
+      transB: false,
+    },
+  ],
+  [
+    "both rounded, one shared B, several row blocks",
+    { batch: 2, m: 150, k: 12, n: 70, aBatchStride: 1800, bDtype: "f32", bBf16: true },
+  ],
+  ["both rounded, accumulate", { m: 9, k: 10, n: 31, bDtype: "f32", bBf16: true, accumulate: true }],
+  ["both rounded, transposed A (fallback)", { m: 6, k: 8, n: 9, bDtype: "f32", bBf16: true, transA: true }],
+  ["only B rounded (fallback)", { m: 6, k: 8, n: 9, bDtype: "f32", bBf16: true, aBf16: false }],
 ];
 
 for (const backend of availableBackends()) {
@@ -85,8 +116,9 @@ for (const backend of availableBackends()) {
         const g: MatmulArgs = { ...base, ...over };
         const a = uniform((g.batch - 1) * g.aBatchStride + g.m * g.k, 10 + c);
         const bf = uniform((g.batch - 1) * g.bBatchStride + g.k * g.n, 100 + c);
-        // B holds exactly representable bf16 values, so only A's rounding is in question.
-        const bExact = Float32Array.from(bf, round);
+        // Unless B is rounded by the op, it holds exactly representable bf16 values, so only A's
+        // rounding is in question.
+        const bExact = g.bBf16 ? bf : Float32Array.from(bf, round);
         let b: Float32Array | Uint16Array = bExact;
         if (g.bDtype === "bf16") b = Uint16Array.from(bf, f32ToBf16);
         const init = g.accumulate
@@ -101,9 +133,9 @@ for (const backend of availableBackends()) {
             `${label}[${i}]: ${out[i]} vs ${want[i]}`,
           );
         }
-        if (g.aBf16) {
-          // The rounding matters: the unrounded product differs somewhere.
-          const plain = expected(a, bExact, init, { ...g, aBf16: false });
+        if (g.aBf16 || g.bBf16) {
+          // The rounding matters: the product without it differs somewhere.
+          const plain = expected(a, bExact, init, { ...g, aBf16: false, bBf16: false });
           assert.ok(plain.some((v, i) => Math.abs(v - want[i]) > 1e-4));
         }
       });
@@ -121,6 +153,21 @@ for (const backend of availableBackends()) {
       const gx = grad((p: { x: typeof x }) => sum(matmul(p.x, w, { transB: true, aBf16: true })))({ x }).x;
       const gPlain = grad((p: { x: typeof x }) => sum(matmul(p.x, w, { transB: true })))({ x }).x;
       assert.deepEqual(Array.from(gx.toFloat32Array()), Array.from(gPlain.toFloat32Array()));
+    });
+
+    test("both operands rounded: op option and gradients", () => {
+      const q = fromStorage(backend, "f32", [2, 5, 8], uniform(80, 5));
+      const k = fromStorage(backend, "f32", [2, 7, 8], uniform(112, 6));
+      const y = matmul(q, k, { transB: true, aBf16: true, bBf16: true }).toFloat32Array();
+      const r = (t: typeof q) => fromStorage(backend, "f32", t.shape, t.toFloat32Array().map(round));
+      const yr = matmul(r(q), r(k), { transB: true }).toFloat32Array();
+      for (let i = 0; i < y.length; i++) assert.ok(Math.abs(y[i] - yr[i]) <= 1e-5, `y[${i}]`);
+      const f = (o: { aBf16?: boolean; bBf16?: boolean }) =>
+        grad((p: { q: typeof q; k: typeof k }) => sum(matmul(p.q, p.k, { transB: true, ...o })))({ q, k });
+      const gr = f({ aBf16: true, bBf16: true });
+      const gp = f({});
+      assert.deepEqual(Array.from(gr.q.toFloat32Array()), Array.from(gp.q.toFloat32Array()));
+      assert.deepEqual(Array.from(gr.k.toFloat32Array()), Array.from(gp.k.toFloat32Array()));
     });
   });
 }

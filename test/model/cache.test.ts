@@ -57,20 +57,33 @@ for (const backend of availableBackends()) {
       }
     });
 
-    test("blocked sliding-window attention (long sequences, no pattern hook) equals the full matrix", () => {
-      const long = [tokens(45, 5), tokens(45, 6)];
-      const mask = [Array(45).fill(1), [...Array(38).fill(1), ...Array(7).fill(0)]];
-      // Blocks of 8 queries: the blocked path runs whatever the model's window.
-      const blocked = model.forward(long, { attentionMask: mask, slidingBlock: 8 });
+    test("blocked attention (long sequences, no pattern hook) equals the full matrix on every layer", () => {
+      const long = [tokens(45, 5), tokens(45, 6), tokens(45, 7)];
+      const mask = [
+        Array(45).fill(1),
+        [...Array(38).fill(1), ...Array(7).fill(0)],
+        [...Array(5).fill(0), ...Array(40).fill(1)],
+      ];
+      const positionIds = [0, 1, 2].map((r) => mask[r].map((_, i) => (r === 2 ? Math.max(0, i - 5) : i)));
+      // Blocks of 8 queries: full layers (causal key ranges) and sliding layers take the blocked path.
+      const blocked = model.forward(long, { attentionMask: mask, positionIds, attentionBlock: 8 });
       const patterns = model.config.layerTypes.map((_, l) => sites.pattern(l));
-      const fullMatrix = model.forward(long, { attentionMask: mask, capture: patterns });
+      const fullMatrix = model.forward(long, { attentionMask: mask, positionIds, capture: patterns });
       const pattern = fullMatrix.activations.get(sites.pattern(0));
-      assert.deepEqual([...pattern.shape], [2, model.config.heads, 45, 45]);
-      const diff = maxAbsDiff(narrow(blocked.logits, 1, 0, 38), narrow(fullMatrix.logits, 1, 0, 38));
-      assert.ok(diff <= 1e-5 * maxAbs(fullMatrix.logits), `${diff}`);
+      assert.deepEqual([...pattern.shape], [3, model.config.heads, 45, 45]);
+      const tolBlocked = 1e-5 * maxAbs(fullMatrix.logits);
+      for (const [r, from, count] of [
+        [0, 0, 45],
+        [1, 0, 38],
+        [2, 5, 40],
+      ]) {
+        const got = narrow(select(blocked.logits, 0, r), 0, from, count);
+        const diff = maxAbsDiff(got, narrow(select(fullMatrix.logits, 0, r), 0, from, count));
+        assert.ok(diff <= tolBlocked, `row ${r}: ${diff}`);
+      }
       assert.throws(
-        () => model.forward(long, { slidingBlock: 0 }),
-        /slidingBlock must be a positive integer/,
+        () => model.forward(long, { attentionBlock: 0 }),
+        /attentionBlock must be a positive integer/,
       );
     });
 

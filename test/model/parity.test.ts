@@ -11,7 +11,8 @@
  * max <= 4 % and mean <= 0.4 % of scale; real mistakes are far larger (RoPE scaling dropped on the
  * global layer: max 143 %; attention scale from head_dim instead of query_pre_attn_scalar: mean 0.9 %;
  * sliding window off by one: max 85 %). The `bf16MatmulInputs` mode (activations rounded to bf16 at
- * the projections, as transformers does) must meet the same bf16 tolerance.
+ * the projections and the attention matmuls, as transformers does) must meet the same bf16
+ * tolerance, with and without blocked attention.
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -50,8 +51,8 @@ function siteFailures(
     positionIds: positions,
     capture: all,
     bf16MatmulInputs,
-    // Without pattern hooks, small query blocks make sliding layers take the blocked path.
-    ...(withPatterns ? {} : { slidingBlock: 4 }),
+    // Without pattern hooks, small query blocks make every layer take the blocked path.
+    ...(withPatterns ? {} : { attentionBlock: 4 }),
   });
   const valid = mask.data as Int32Array;
   const seq = ids.shape[1];
@@ -94,13 +95,14 @@ for (const fx of fixtures) {
       test(`${backend.name}: every site and the logits match transformers`, () => {
         assert.deepEqual(siteFailures(fx, backend, false), []);
       });
-      test(`${backend.name}: without hooks on the patterns (blocked sliding-window attention)`, () => {
+      test(`${backend.name}: without hooks on the patterns (blocked attention)`, () => {
         assert.deepEqual(siteFailures(fx, backend, false, false), []);
       });
       if (fx.computeDtype === "bfloat16") {
         // Rounding the matmul inputs to bf16 is what transformers does; the same tolerance holds.
         test(`${backend.name}: with bf16 matmul inputs too`, () => {
           assert.deepEqual(siteFailures(fx, backend, true), []);
+          assert.deepEqual(siteFailures(fx, backend, true, false), []);
         });
       }
 

@@ -73,6 +73,7 @@ interface Addon extends SparseAddon, TrainingAddon {
     bDtype: DtypeCode,
     accumulate: boolean,
     aBf16: boolean,
+    bBf16: boolean,
   ): void;
   matmulAsync(...args: Parameters<Addon["matmul"]>): Promise<void>;
   unary(op: number, x: Float32Array, out: Float32Array): void;
@@ -238,6 +239,7 @@ function matmulArgs(a: Float32Array, b: FloatSource, out: Float32Array, g: Matmu
     DTYPE[g.bDtype],
     g.accumulate,
     g.aBf16 ?? false,
+    g.bBf16 ?? false,
   ] as const;
 }
 

@@ -47,6 +47,8 @@ function roundedToBf16(a: Float32Array): Float32Array {
 export function matmul(a: Float32Array, b: FloatSource, out: Float32Array, args: MatmulArgs): void {
   const { batch, m, k, n, transA, transB, aBatchStride, bBatchStride, bDtype, accumulate } = args;
   if (args.aBf16 && batch > 0) a = roundedToBf16(a.subarray(0, (batch - 1) * aBatchStride + m * k));
+  if (args.bBf16 && bDtype === "f32" && batch > 0)
+    b = roundedToBf16((b as Float32Array).subarray(0, (batch - 1) * bBatchStride + k * n));
   const bScratch = new Float32Array(transB ? k : n);
   const aScratch = new Float32Array(transA ? m * k : 0);
   for (let t = 0; t < batch; t++) {

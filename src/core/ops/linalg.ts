@@ -30,6 +30,12 @@ export interface MatmulOptions {
    * identity. Default false.
    */
   readonly aBf16?: boolean;
+  /**
+   * Round an f32 b's elements to bf16 as well (with `aBf16`: products of two activations as bf16
+   * inference computes them, e.g. attention). Gradients treat it as the identity. No effect on a
+   * 16-bit b. Default false.
+   */
+  readonly bBf16?: boolean;
 }
 
 interface KernelCall {
@@ -44,7 +50,12 @@ interface Plan {
   readonly calls: KernelCall[];
 }
 
-function plan(a: Tensor, b: Tensor, transA: boolean, transB: boolean, aBf16: boolean): Plan {
+interface Rounding {
+  readonly aBf16: boolean;
+  readonly bBf16: boolean;
+}
+
+function plan(a: Tensor, b: Tensor, transA: boolean, transB: boolean, r: Rounding): Plan {
   backendOf("matmul", a, b);
   requireDType("matmul", a, "f32", "left operand");
   if (b.dtype === "i32") fail("matmul", "right operand must be f32, bf16 or f16, got i32");
@@ -74,7 +85,8 @@ function plan(a: Tensor, b: Tensor, transA: boolean, transB: boolean, aBf16: boo
     transB,
     bDtype: b.dtype === "f32" ? "f32" : b.dtype,
     accumulate: false,
-    ...(aBf16 ? { aBf16: true } : {}),
+    ...(r.aBf16 ? { aBf16: true } : {}),
+    ...(r.bBf16 && b.dtype === "f32" ? { bBf16: true } : {}),
   } as const;
 
   // A 2-d right operand with a plain left operand: all of a's rows form one [batch * m, k] matrix.
@@ -160,11 +172,15 @@ function record(a: Tensor, b: Tensor, transA: boolean, transB: boolean, out: Ten
   });
 }
 
+function rounding(options: MatmulOptions): Rounding {
+  return { aBf16: options.aBf16 ?? false, bBf16: options.bBf16 ?? false };
+}
+
 /** [..., m, k] @ [..., k, n] -> [..., m, n] (with the trans flags applied to the stored operands). */
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor<"f32"> {
   const transA = options.transA ?? false;
   const transB = options.transB ?? false;
-  const p = plan(a, b, transA, transB, options.aBf16 ?? false);
+  const p = plan(a, b, transA, transB, rounding(options));
   const out = outputF32(a.backend, p.outShape);
   for (const c of p.calls) {
     a.backend.matmul(
@@ -182,7 +198,7 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
 export async function matmulAsync(a: Tensor, b: Tensor, options: MatmulOptions = {}): Promise<Tensor<"f32">> {
   const transA = options.transA ?? false;
   const transB = options.transB ?? false;
-  const p = plan(a, b, transA, transB, options.aBf16 ?? false);
+  const p = plan(a, b, transA, transB, rounding(options));
   const out = outputF32(a.backend, p.outShape);
   for (const c of p.calls) {
     await a.backend.matmulAsync(

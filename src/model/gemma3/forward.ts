@@ -47,20 +47,22 @@ export interface ForwardOptions {
   /** "all" (default) or "last": the unembedding only for the last position ([batch, 1, vocab]). */
   readonly logits?: "all" | "last";
   /**
-   * Round activations to bf16 where they multiply bf16 weights (every projection and the
-   * unembedding), as transformers' bf16 inference does, so the native backend can use bf16 dot
-   * products (AVX512-BF16): faster on bf16 checkpoints, at bf16 precision for those inputs.
-   * Attention scores and mixing, norms and the residual stream stay f32. No effect on f32 weights.
-   * Default false (exact f32 compute).
+   * Round activations to bf16 where they enter a matmul on a bf16 checkpoint, as transformers' bf16
+   * inference does, so the native backend can use bf16 dot products (AVX512-BF16): every
+   * projection and the unembedding, and the attention scores (q k^T) and mixing (pattern v).
+   * Faster, at bf16 precision for those inputs; products are exact and sums f32. Softmax, norms and
+   * the residual stream stay f32. No effect on f32 weights. Default false (exact f32 compute).
    */
   readonly bf16MatmulInputs?: boolean;
   /**
-   * Queries per block where a sliding-window layer attends in blocks (sequences much longer than
-   * the window, no hook on its pattern): each block scores only the keys its window reaches. The
-   * result does not depend on it; smaller blocks score fewer keys outside the window, larger ones
-   * take fewer operations. Default: the window clamped to [128, 256].
+   * Queries per block where a layer attends in blocks (no hook on its pattern, which needs the
+   * full matrix, and more than twice as many keys as the block): each block scores only the keys
+   * it can see, [0, its last query] on full layers (causal) and its window on sliding layers. The
+   * result at real tokens does not depend on it; smaller blocks score fewer keys that the mask
+   * hides, larger ones take fewer operations. Default: 256 on full layers, the window clamped to
+   * [128, 256] on sliding layers.
    */
-  readonly slidingBlock?: number;
+  readonly attentionBlock?: number;
 }
 
 /** Activations captured by a forward call, by site. */
@@ -273,7 +275,9 @@ interface Pass {
   /** Attention biases already built in this call, by key range and window. */
   readonly biases: Map<string, Tensor<"f32">>;
   readonly bf16Inputs: boolean;
-  readonly slidingBlock: number | null;
+  /** Attention scores and mixing on bf16-rounded inputs (bf16Inputs on a bf16 checkpoint). */
+  readonly bf16Attention: boolean;
+  readonly attentionBlock: number | null;
 }
 
 function hook(pass: Pass, site: Site, x: Tensor<"f32">, seqIndex = pass.seqIndex): Tensor<"f32"> {
@@ -310,7 +314,12 @@ function attentionProbs(
   const c = pass.config;
   const [batch, kvHeads, groups, n] = q5.shape;
   const kb = nk === keys.k.shape[2] ? keys.k : narrow(keys.k, 2, k0, nk);
-  const scores = matmul(reshape(q5, [batch, kvHeads, groups * n, c.headDim]), kb, { transB: true });
+  const bf = pass.bf16Attention;
+  const scores = matmul(reshape(q5, [batch, kvHeads, groups * n, c.headDim]), kb, {
+    transB: true,
+    aBf16: bf,
+    bBf16: bf,
+  });
   const scaled = affine(scores, Math.fround(c.queryPreAttnScalar ** -0.5), 0);
   const queries = { start: pass.offset + q0, count: n };
   const keyRange = { start: keys.start + k0, length: nk };
@@ -325,10 +334,11 @@ function attentionProbs(
 }
 
 /**
- * pattern @ V for every query: [batch, heads, seq, head_dim]. On sliding layers with many more keys
- * than the window (and no hook on the pattern, which needs the full matrix), queries go in blocks
- * that each see only the keys their window can reach: seq x (block + window) scores instead of
- * seq x keys, the same result.
+ * pattern @ V for every query: [batch, heads, seq, head_dim]. With many more keys than a block (and
+ * no hook on the pattern, which needs the full matrix), queries go in blocks that each see only the
+ * keys they can reach: up to the block's last query on full layers, its window on sliding layers.
+ * The same result at real tokens with far fewer scores (about half on long full-attention prompts).
+ * A padding query sees no key; its row (uniform over the keys scored) is not used.
  */
 function mixValues(
   pass: Pass,
@@ -343,22 +353,23 @@ function mixValues(
   const nKeys = keys.k.shape[2];
   const q5 = reshape(q, [batch, c.kvHeads, groups, seq, c.headDim]);
   const site = sites.pattern(layer);
-  const block = window === null ? seq : (pass.slidingBlock ?? Math.min(Math.max(window, 128), 256));
+  const block = pass.attentionBlock ?? (window === null ? 256 : Math.min(Math.max(window, 128), 256));
   const hooked = pass.capture.has(site.name) || pass.interventions.has(site.name);
-  if (hooked || window === null || nKeys <= 2 * block) {
+  const rounded = { aBf16: pass.bf16Attention, bBf16: pass.bf16Attention };
+  if (hooked || nKeys <= 2 * block) {
     const probs = attentionProbs(pass, window, q5, keys, 0, 0, nKeys);
     const pattern = hook(pass, site, reshape(probs, [batch, c.heads, seq, nKeys]));
-    const mixed = matmul(reshape(pattern, [batch, c.kvHeads, groups * seq, nKeys]), keys.v);
+    const mixed = matmul(reshape(pattern, [batch, c.kvHeads, groups * seq, nKeys]), keys.v, rounded);
     return reshape(mixed, [batch, c.heads, seq, c.headDim]);
   }
   const parts: Tensor<"f32">[] = [];
   for (let q0 = 0; q0 < seq; q0 += block) {
     const n = Math.min(block, seq - q0);
     const first = pass.offset + q0;
-    const k0 = Math.max(0, first - window + 1 - keys.start);
+    const k0 = window === null ? 0 : Math.max(0, first - window + 1 - keys.start);
     const k1 = Math.min(nKeys, first + n - keys.start);
     const probs = attentionProbs(pass, window, narrow(q5, 3, q0, n), keys, q0, k0, k1 - k0);
-    const mixed = matmul(probs, narrow(keys.v, 2, k0, k1 - k0));
+    const mixed = matmul(probs, narrow(keys.v, 2, k0, k1 - k0), rounded);
     parts.push(reshape(mixed, [batch, c.kvHeads, groups, n, c.headDim]));
   }
   return reshape(concat(parts, 3), [batch, c.heads, seq, c.headDim]);
@@ -446,9 +457,9 @@ export function forward(
       `sequence of ${Math.max(maxPos + 1, offset + b.seq)} positions exceeds max_position_embeddings ${config.maxPositionEmbeddings}`,
     );
   }
-  const sb = options.slidingBlock;
-  if (sb !== undefined && !(Number.isSafeInteger(sb) && sb >= 1))
-    throw new ModelError(`slidingBlock must be a positive integer, got ${sb}`);
+  const ab = options.attentionBlock;
+  if (ab !== undefined && !(Number.isSafeInteger(ab) && ab >= 1))
+    throw new ModelError(`attentionBlock must be a positive integer, got ${ab}`);
   const capture = new Set<string>();
   for (const s of options.capture ?? []) capture.add(s.check(config).name);
   const seqIndex = Int32Array.from({ length: b.seq }, (_, i) => offset + i);
@@ -471,7 +482,8 @@ export function forward(
     valid,
     biases: new Map(),
     bf16Inputs: options.bf16MatmulInputs ?? false,
-    slidingBlock: options.slidingBlock ?? null,
+    bf16Attention: (options.bf16MatmulInputs ?? false) && weights.layers[0]?.qProj.dtype === "bf16",
+    attentionBlock: options.attentionBlock ?? null,
   };
 
   const idTensor = fromStorage(backend, "i32", [b.batch, b.seq], b.ids);
