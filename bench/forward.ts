@@ -5,16 +5,20 @@
  * once per dtype under .cache/bench/, and both implementations load that same directory. Each
  * implementation runs in its own child process (so peak RSS is its own), `--rounds` times,
  * alternating glassbox and PyTorch so machine load hits both alike; the best time per point is
- * reported (the machine is shared), with the medians below it. bf16 checkpoints are also run with
- * `bf16MatmulInputs` (activations rounded to bf16 at the projections, as PyTorch computes them). PyTorch runs
- * reference/bench_forward.py with the same token ids and thread count when reference/.venv exists.
- * A trained models/tiny-gemma3 is measured too when present.
+ * reported (the machine is shared), with the medians below it. PyTorch runs reference/bench_forward.py
+ * with the same token ids and thread count when reference/.venv exists. On bf16 checkpoints each
+ * glassbox mode is set beside the PyTorch run that computes the same arithmetic: `bf16MatmulInputs`
+ * (matmul inputs rounded to bf16) beside PyTorch in bf16, the default (f32 activations, exact
+ * products) beside PyTorch with the weights upcast to f32. A trained models/tiny-gemma3 is measured
+ * too when present. `--logits last` unembeds only the last position on both sides (what generation
+ * and next-token scoring need), so that peak RSS is that of the model rather than of 1 MiB of f32
+ * logits per token.
  *
  * Each point runs after one warm-up call at least `--reps` times and until `--min-seconds` were spent
  * on it (both sides), so small models are timed in a steady state, not on their first calls.
  *
  *   npm run build && node dist/bench/forward.js [--rounds 2] [--reps 2] [--min-seconds 1] [--dtypes f32,bf16]
- *     [--points 128x1,128x8,1024x1] [--gen-prompt 16] [--gen-new 32] [--threads 2] [--no-torch] [--json]
+ *     [--points 128x1,128x8,1024x1] [--gen-prompt 16] [--gen-new 32] [--threads 2] [--logits all|last] [--no-torch] [--json]
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
@@ -47,6 +51,8 @@ interface Args {
   modelDir: string | null;
   /** Child mode: run with `bf16MatmulInputs`. */
   bf16Inputs: boolean;
+  /** Unembed every position ("all") or only the last one. */
+  logits: "all" | "last";
 }
 
 function parseArgs(argv: readonly string[]): Args {
@@ -68,6 +74,7 @@ function parseArgs(argv: readonly string[]): Args {
     child: argv.includes("--child") ? get("child", "") : null,
     modelDir: argv.includes("--model-dir") ? get("model-dir", "") : null,
     bf16Inputs: argv.includes("--bf16-inputs"),
+    logits: get("logits", "all") === "last" ? "last" : "all",
   };
 }
 
@@ -121,16 +128,17 @@ function runGlassbox(args: Args, dir: string): RunResult {
   const rssLoaded = peakRss();
   const vocab = model.config.vocab;
   const bf16MatmulInputs = args.bf16Inputs;
+  const logits = args.logits;
   const forward: PointResult[] = [];
   for (const point of args.points.split(",")) {
     const [seq, batch] = point.split("x").map(Number);
     const ids = idsFor(batch, seq, vocab);
-    model.forward(ids, { bf16MatmulInputs });
+    model.forward(ids, { bf16MatmulInputs, logits });
     const seconds: number[] = [];
     let logit0 = 0;
     for (let r = 0, spent = 0; r < args.reps || spent < args.minSeconds; r++) {
       const t = performance.now();
-      const out = model.forward(ids, { bf16MatmulInputs });
+      const out = model.forward(ids, { bf16MatmulInputs, logits });
       spent += (performance.now() - t) / 1000;
       seconds.push((performance.now() - t) / 1000);
       logit0 = out.logits.data[0];
@@ -177,6 +185,8 @@ function childArgs(args: Args, dtype: string): string[] {
     String(args.genNew),
     "--dtype",
     dtype,
+    "--logits",
+    args.logits,
   ];
 }
 
@@ -227,28 +237,25 @@ async function main(): Promise<void> {
     const runs: Record<string, RunResult[]> = { glassbox: [] };
     if (m.dtype === "bf16") runs["glassbox, bf16 inputs"] = [];
     if (torch) runs.PyTorch = [];
+    if (torch && m.dtype === "bf16") runs["PyTorch, f32 compute"] = [];
     const child = [...nodeArgs, "--child", "ts", "--model-dir", m.dir, ...childArgs(args, m.dtype)];
+    const python = [
+      join(repoRoot, "reference", "bench_forward.py"),
+      "--model-dir",
+      m.dir,
+      "--threads",
+      String(args.threads),
+      ...childArgs(args, m.dtype),
+    ];
     for (let round = 0; round < args.rounds; round++) {
       runs.glassbox.push(spawnJson(process.execPath, child, env));
       runs["glassbox, bf16 inputs"]?.push(spawnJson(process.execPath, [...child, "--bf16-inputs"], env));
-      runs.PyTorch?.push(
-        spawnJson(
-          PYTHON,
-          [
-            join(repoRoot, "reference", "bench_forward.py"),
-            "--model-dir",
-            m.dir,
-            "--threads",
-            String(args.threads),
-            ...childArgs(args, m.dtype),
-          ],
-          env,
-        ),
-      );
+      runs.PyTorch?.push(spawnJson(PYTHON, python, env));
+      runs["PyTorch, f32 compute"]?.push(spawnJson(PYTHON, [...python, "--compute", "f32"], env));
     }
     const checkpointBytes = statSync(join(m.dir, "model.safetensors")).size;
     report.push({ model: m.name, dtype: m.dtype, checkpointBytes, runs });
-    if (!args.json) printModel(m.name, m.dtype, checkpointBytes, runs);
+    if (!args.json) printModel(`${m.name}, logits ${args.logits}`, m.dtype, checkpointBytes, runs);
   }
   if (args.json)
     process.stdout.write(
@@ -272,14 +279,20 @@ function printModel(
   console.log(
     `\n${name}, ${dtype} weights (checkpoint ${mib(checkpointBytes)} MiB); best run per point, tokens/s`,
   );
-  const ratioCols = impls.filter((k) => k !== "PyTorch" && torch);
-  console.log(`| point | ${impls.join(" | ")} | ${ratioCols.map((k) => `${k} / PyTorch`).join(" | ")} |`);
-  console.log(`|---|${impls.map(() => "---|").join("")}${ratioCols.map(() => "---|").join("")}`);
+  // Each glassbox mode beside PyTorch computing the same arithmetic (and the default beside bf16 PyTorch).
+  const pairs: [string, string][] = [];
+  if (torch) {
+    pairs.push(["glassbox", "PyTorch"]);
+    if (runs["PyTorch, f32 compute"]) pairs.push(["glassbox", "PyTorch, f32 compute"]);
+    if (runs["glassbox, bf16 inputs"]) pairs.push(["glassbox, bf16 inputs", "PyTorch"]);
+  }
+  console.log(`| point | ${impls.join(" | ")} | ${pairs.map(([g, p]) => `${g} / ${p}`).join(" | ")} |`);
+  console.log(`|---|${impls.map(() => "---|").join("")}${pairs.map(() => "---|").join("")}`);
   const rate = (rs: RunResult[], tokens: number, secs: (r: RunResult) => number[]) =>
     tokens / min(rs.flatMap(secs));
   const row = (label: string, tokens: number, secs: (r: RunResult) => number[]) => {
     const rates = Object.fromEntries(impls.map((k) => [k, rate(runs[k], tokens, secs)]));
-    const ratios = ratioCols.map((k) => (rates[k] / rates.PyTorch).toFixed(2));
+    const ratios = pairs.map(([g, p]) => (rates[g] / rates[p]).toFixed(2));
     console.log(
       `| ${label} | ${impls.map((k) => rates[k].toFixed(1)).join(" | ")} | ${ratios.join(" | ")} |`,
     );
@@ -295,19 +308,22 @@ function printModel(
       (r) => r.generate?.seconds ?? [],
     );
   }
-  const rss = (rs: RunResult[]) =>
-    `${mib(min(rs.map((r) => r.rss_loaded)))} / ${mib(min(rs.map((r) => r.rss_peak)))}`;
-  console.log(`peak RSS MiB after load / at end: ${impls.map((k) => `${k} ${rss(runs[k])}`).join("; ")}`);
+  const rss = (rs: RunResult[]) => {
+    const loaded = min(rs.map((r) => r.rss_loaded));
+    const peak = min(rs.map((r) => r.rss_peak));
+    const x = (b: number) => (b / checkpointBytes).toFixed(2);
+    return `${mib(loaded)} (${x(loaded)}x) / ${mib(peak)} (${x(peak)}x)`;
+  };
+  console.log(
+    `peak RSS MiB after load / at end (x checkpoint): ${impls.map((k) => `${k} ${rss(runs[k])}`).join("; ")}`,
+  );
   console.log(
     `logit[0,0,0]: ${impls.map((k) => `${k} ${runs[k][0].forward[0].logit0.toFixed(5)}`).join("; ")}`,
   );
-  if (torch && gen) {
-    const ref = JSON.stringify(torch[0].generate?.tokens);
+  if (gen && pairs.length > 0) {
+    const tokens = (k: string) => JSON.stringify(runs[k][0].generate?.tokens);
     console.log(
-      `greedy tokens equal PyTorch's: ${impls
-        .filter((k) => k !== "PyTorch")
-        .map((k) => `${k} ${JSON.stringify(runs[k][0].generate?.tokens) === ref}`)
-        .join("; ")}`,
+      `greedy tokens equal: ${pairs.map(([g, p]) => `${g} and ${p} ${tokens(g) === tokens(p)}`).join("; ")}`,
     );
   }
   console.log(

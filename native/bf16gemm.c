@@ -201,7 +201,7 @@ int gb_bf16_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, in
   g.rows = rows;
   g.chunks = (m + rows - 1) / rows;
   int64_t tiles = blocks * g.chunks;
-  gb_parallel_for(tiles, tiles >= 4 * want ? 4 : 1, gemm_tiles, &g);
+  gb_parallel_tiles(tiles, tiles >= 4 * want ? 4 : 1, gemm_tiles, &g);
   free(abf);
   return g.failed ? -1 : 0;
 }
@@ -292,7 +292,7 @@ int gb_bf16_batched_gemm(const float *a, const float *b, float *out, int64_t bat
   if (batch == 0 || m == 0 || n == 0) return 0;
   if (k == 0 || ((n + NR - 1) / NR) * ((k + 1) / 2) * NR * 4 > BPACK_MAX) return 1;
   gb_batched_job g = {a, b, out, m, k, n, a_stride, b_stride, trans_b, accumulate, (m + BROWS - 1) / BROWS, 0};
-  gb_parallel_for(batch * g.row_blocks, 1, batched_tiles, &g);
+  gb_parallel_tiles(batch * g.row_blocks, 1, batched_tiles, &g);
   return g.failed ? -1 : 0;
 }
 

@@ -25,6 +25,9 @@ typedef void (*gb_range_fn)(void *ctx, int64_t begin, int64_t end);
  * inline when n is small, when the pool is busy (another thread is using it) or a matmul is in
  * flight. Returns after every range is done. */
 void gb_parallel_for(int64_t n, int64_t grain, gb_range_fn fn, void *ctx);
+/* The same for GEMM tiles: a finer split (16 ranges per thread instead of 4), each range still at
+ * least `grain` items. */
+void gb_parallel_tiles(int64_t n, int64_t grain, gb_range_fn fn, void *ctx);
 int gb_pool_threads(void);
 void gb_pool_set_threads(int n);
 /* Marks a matmul (OpenBLAS using its own threads) as running; the pool goes single-threaded. */

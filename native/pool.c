@@ -23,8 +23,11 @@
 
 /* ~50 us: a pause is ~80 ns on Zen 4 under KVM; long enough for back-to-back kernels. */
 #define SPIN_ITERS 600
-/* Ranges per thread: more than one, so threads that keep running take over from preempted ones. */
+/* Ranges per thread: more than one, so threads that keep running take over from preempted ones
+ * (or from one that woke late). GEMM tiles take finer ranges: each is long enough that claiming
+ * costs nothing beside it, and the split is what balances a thread that started late. */
 #define PARTS_PER_THREAD 4
+#define TILE_PARTS_PER_THREAD 16
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -164,7 +167,7 @@ void gb_pool_set_threads(int n) {
 void gb_blas_begin(void) { atomic_fetch_add(&P.blas_active, 1); }
 void gb_blas_end(void) { atomic_fetch_sub(&P.blas_active, 1); }
 
-void gb_parallel_for(int64_t n, int64_t grain, gb_range_fn fn, void *ctx) {
+static void parallel(int64_t n, int64_t grain, int parts_per_thread, gb_range_fn fn, void *ctx) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
   ensure_started();
@@ -173,7 +176,7 @@ void gb_parallel_for(int64_t n, int64_t grain, gb_range_fn fn, void *ctx) {
     fn(ctx, 0, n);
     return;
   }
-  int64_t want = (int64_t)P.nthreads * PARTS_PER_THREAD;
+  int64_t want = (int64_t)P.nthreads * parts_per_thread;
   int parts = (int)(max_parts < want ? max_parts : want);
   uint_fast64_t gen = atomic_load(&P.generation) + 1;
   atomic_store_explicit(&P.fn, fn, memory_order_relaxed);
@@ -194,4 +197,12 @@ void gb_parallel_for(int64_t n, int64_t grain, gb_range_fn fn, void *ctx) {
     pthread_mutex_unlock(&P.mu);
   }
   atomic_flag_clear(&P.busy);
+}
+
+void gb_parallel_for(int64_t n, int64_t grain, gb_range_fn fn, void *ctx) {
+  parallel(n, grain, PARTS_PER_THREAD, fn, ctx);
+}
+
+void gb_parallel_tiles(int64_t n, int64_t grain, gb_range_fn fn, void *ctx) {
+  parallel(n, grain, TILE_PARTS_PER_THREAD, fn, ctx);
 }

@@ -75,7 +75,7 @@ static void tiles(void *vctx, int64_t begin, int64_t end) {
 int gb_small_gemm(const float *a, const float *b, float *out, int64_t batch, int64_t m, int64_t k, int64_t n,
                   int64_t a_stride, int64_t b_stride, int trans_b, int accumulate) {
   gb_batched_job g = {a, b, out, m, k, n, a_stride, b_stride, trans_b, accumulate, (m + ROWS - 1) / ROWS, 0};
-  gb_parallel_for(batch * g.row_blocks, 1, tiles, &g);
+  gb_parallel_tiles(batch * g.row_blocks, 1, tiles, &g);
   return g.failed ? -1 : 0;
 }
 

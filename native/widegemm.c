@@ -89,7 +89,7 @@ int gb_wide_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, in
   int64_t rows = gb_tile_rows(m, blocks, MC, want);
   wide_ctx g = {a, b, out, m, k, n, rows, (m + rows - 1) / rows, accumulate, 0};
   int64_t tiles = blocks * g.chunks;
-  gb_parallel_for(tiles, tiles >= 4 * want ? 4 : 1, wide_tiles, &g);
+  gb_parallel_tiles(tiles, tiles >= 4 * want ? 4 : 1, wide_tiles, &g);
   return g.failed ? -1 : 0;
 }
 

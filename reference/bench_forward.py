@@ -6,9 +6,12 @@ the same token ids and the same thread count, and reads one JSON object from std
     reference/.venv/bin/python reference/bench_forward.py --model-dir DIR --dtype bf16 \
         --points 128x1,128x8,1024x1 --reps 3 --gen-prompt 16 --gen-new 32 --threads 2
 
-Forward: model(ids) with the default attention implementation (sdpa), full logits, under
-torch.inference_mode(); each point runs once to warm up, then `reps` timed runs (all reported).
+Forward: model(ids) with the default attention implementation (sdpa), full logits (or with
+`--logits last` only the last position's, `logits_to_keep=1`), under torch.inference_mode(); each
+point runs once to warm up, then `reps` timed runs (all reported).
 Generation: model.generate(greedy, exactly gen-new tokens, kv cache) from one prompt.
+`--compute f32` loads a bf16 checkpoint as float32 (weights upcast), so every product and sum is f32:
+the partner of glassbox's default mode on bf16 weights.
 Peak RSS (VmHWM of /proc/self/status: unlike ru_maxrss it does not count the RSS the process had
 before exec, i.e. the parent's at fork) after loading and at the end.
 """
@@ -51,10 +54,13 @@ def main() -> None:
     ap.add_argument("--gen-prompt", type=int, default=16)
     ap.add_argument("--gen-new", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--logits", choices=["all", "last"], default="all")
+    ap.add_argument("--compute", choices=["f32", "checkpoint"], default="checkpoint")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    dtype = torch.float32 if args.dtype == "f32" else torch.bfloat16
+    dtype = torch.float32 if args.dtype == "f32" or args.compute == "f32" else torch.bfloat16
+    keep = {"logits_to_keep": 1} if args.logits == "last" else {}
     t0 = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=dtype)
     model.eval()
@@ -67,11 +73,11 @@ def main() -> None:
         for point in args.points.split(","):
             seq, batch = (int(x) for x in point.split("x"))
             ids = ids_for(batch, seq, vocab)
-            model(ids)
+            model(ids, **keep)
             times = []
             while len(times) < args.reps or sum(times) < args.min_seconds:
                 t = time.perf_counter()
-                out = model(ids)
+                out = model(ids, **keep)
                 times.append(time.perf_counter() - t)
             forward.append(
                 {"seq": seq, "batch": batch, "seconds": times, "logit0": float(out.logits[0, 0, 0])}
@@ -98,7 +104,7 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "impl": "pytorch",
+                "impl": "pytorch" + (", f32 compute" if args.compute == "f32" else ""),
                 "torch": torch.__version__,
                 "attention": model.config._attn_implementation,
                 "threads": torch.get_num_threads(),
