@@ -286,16 +286,15 @@ function printModel(
     if (runs["PyTorch, f32 compute"]) pairs.push(["glassbox", "PyTorch, f32 compute"]);
     if (runs["glassbox, bf16 inputs"]) pairs.push(["glassbox, bf16 inputs", "PyTorch"]);
   }
-  console.log(`| point | ${impls.join(" | ")} | ${pairs.map(([g, p]) => `${g} / ${p}`).join(" | ")} |`);
-  console.log(`|---|${impls.map(() => "---|").join("")}${pairs.map(() => "---|").join("")}`);
+  const cols = [...impls, ...pairs.map(([g, p]) => `${g} / ${p}`)];
+  console.log(`| point | ${cols.join(" | ")} |`);
+  console.log(`|---|${cols.map(() => "---|").join("")}`);
   const rate = (rs: RunResult[], tokens: number, secs: (r: RunResult) => number[]) =>
     tokens / min(rs.flatMap(secs));
   const row = (label: string, tokens: number, secs: (r: RunResult) => number[]) => {
     const rates = Object.fromEntries(impls.map((k) => [k, rate(runs[k], tokens, secs)]));
     const ratios = pairs.map(([g, p]) => (rates[g] / rates[p]).toFixed(2));
-    console.log(
-      `| ${label} | ${impls.map((k) => rates[k].toFixed(1)).join(" | ")} | ${ratios.join(" | ")} |`,
-    );
+    console.log(`| ${[label, ...impls.map((k) => rates[k].toFixed(1)), ...ratios].join(" | ")} |`);
   };
   runs.glassbox[0].forward.forEach((p, i) => {
     row(`forward seq ${p.seq} x batch ${p.batch}`, p.seq * p.batch, (r) => r.forward[i].seconds);
