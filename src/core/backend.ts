@@ -188,6 +188,13 @@ export interface Backend {
    * reusing freed memory) matters for large outputs such as logits.
    */
   allocOutput?(size: number): Float32Array;
+  /**
+   * Hands back an array from `allocOutput` that nothing will read or write again, so that a later
+   * `allocOutput` of the same size can reuse its memory (already mapped: no page faults, no garbage
+   * left for the collector). Optional. The caller must hold the only reference: no other tensor or
+   * view may share the array.
+   */
+  recycle?(data: Float32Array): void;
 
   matmul(a: Float32Array, b: FloatSource, out: Float32Array, args: MatmulArgs): void;
   /** Same as `matmul`, off the event loop. */

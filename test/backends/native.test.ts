@@ -987,6 +987,32 @@ describe("native backend", { skip }, () => {
     }
   });
 
+  test("recycled outputs: reused for the same size only, poisoned, never twice, never views", () => {
+    const alloc = (n: number) => N.allocOutput?.(n) ?? assert.fail("allocOutput missing");
+    const recycle = N.recycle?.bind(N) ?? assert.fail("recycle missing");
+    const a = alloc(70000);
+    a.fill(3);
+    recycle(a);
+    recycle(a); // a second hand-back of the same array is ignored
+    assert.notEqual(alloc(69999), a);
+    const again = alloc(70000);
+    assert.equal(again, a);
+    // The test runner poisons outputs; a reused array is poisoned again, never left with old values.
+    if (process.env.GLASSBOX_POISON_OUTPUTS === "1") assert.ok(again.every(Number.isNaN));
+    assert.notEqual(alloc(70000), a, "handed out once only");
+    const whole = new Float32Array(140000);
+    recycle(whole.subarray(0, 70000)); // a view of a larger buffer is not taken
+    assert.notEqual(alloc(70000).buffer, whole.buffer);
+    // At most 128 MiB is kept: past it the oldest arrays are given up.
+    const big = 12 << 20; // 48 MiB
+    const [x, y, z] = [alloc(big), alloc(big), alloc(big)];
+    for (const t of [x, y, z]) recycle(t);
+    const got = [alloc(big), alloc(big), alloc(big)];
+    assert.equal(got[0], z);
+    assert.equal(got[1], y);
+    assert.ok(got[2] !== x && got[2] !== y && got[2] !== z);
+  });
+
   test("large outputs (advised for huge pages) are written exactly, in place, inside a bigger buffer", () => {
     // 12 MiB: above the size from which the addon advises transparent huge pages for outputs.
     const n = 3 << 20;

@@ -253,7 +253,47 @@ const POISON = process.env.GLASSBOX_POISON_OUTPUTS === "1";
 const SMALL_OUTPUT = 256;
 const MAX_LENGTH = bufferConstants.MAX_LENGTH;
 
+/**
+ * Recycled outputs by length, for arrays of at least RECYCLE_MIN elements (smaller ones come from
+ * the allocator's free lists anyway), at most RECYCLE_MAX_BYTES in all, the oldest given up first:
+ * the forward pass hands back each layer's intermediates, and the next layer's ops of the same
+ * shapes reuse them.
+ */
+// Under GLASSBOX_POISON_OUTPUTS every size is recycled, so that tests on small models exercise reuse.
+const RECYCLE_MIN = POISON ? 1 : 1 << 16;
+const RECYCLE_MAX_BYTES = 128 * 2 ** 20;
+const recycled = new Map<number, Float32Array[]>();
+/** Every recycled array, oldest first. */
+const recycledOrder: Float32Array[] = [];
+let recycledBytes = 0;
+
+function takeRecycled(data: Float32Array): void {
+  const list = recycled.get(data.length);
+  const i = list?.indexOf(data) ?? -1;
+  if (list && i >= 0) list.splice(i, 1);
+  const j = recycledOrder.indexOf(data);
+  if (j >= 0) recycledOrder.splice(j, 1);
+  recycledBytes -= data.byteLength;
+}
+
+function recycle(data: Float32Array): void {
+  if (data.length < RECYCLE_MIN || data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength)
+    return;
+  if (data.byteLength > RECYCLE_MAX_BYTES || recycledOrder.includes(data)) return;
+  while (recycledBytes + data.byteLength > RECYCLE_MAX_BYTES) takeRecycled(recycledOrder[0]);
+  const list = recycled.get(data.length);
+  if (list) list.push(data);
+  else recycled.set(data.length, [data]);
+  recycledOrder.push(data);
+  recycledBytes += data.byteLength;
+}
+
 function allocOutput(size: number): Float32Array {
+  const reused = size >= RECYCLE_MIN ? recycled.get(size)?.at(-1) : undefined;
+  if (reused !== undefined) {
+    takeRecycled(reused);
+    return POISON ? reused.fill(Number.NaN) : reused;
+  }
   // Buffers stop at buffer.constants.MAX_LENGTH (4 GiB in Node 20); typed arrays go further.
   if (size < SMALL_OUTPUT || size * 4 > MAX_LENGTH)
     return POISON ? new Float32Array(size).fill(Number.NaN) : new Float32Array(size);
@@ -265,6 +305,7 @@ function wrap(addon: Addon): NativeBackend {
   return {
     name: "native",
     allocOutput,
+    recycle,
     matmul: (a, b, out, args) => addon.matmul(...matmulArgs(a, b, out, args)),
     matmulAsync: async (a, b, out, args) => addon.matmulAsync(...matmulArgs(a, b, out, args)),
     unary: (op, x, out) => addon.unary(UNARY[op], x, out),

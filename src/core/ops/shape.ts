@@ -3,6 +3,8 @@
  * permute / transpose, slice / narrow / select, concat / stack and broadcastTo. f32 data is moved by
  * the backend's `copy` kernel; i32 and 16-bit storage by a plain strided loop (no arithmetic).
  */
+
+import type { Backend } from "../backend.js";
 import { allocStorage, type DType, type StorageMap } from "../dtype.js";
 import { isRecording, recordOp } from "../tape.js";
 import { formatShape, shapeSize, type Tensor } from "../tensor.js";
@@ -44,13 +46,19 @@ function moveElements<D extends DType>(
 }
 
 /** A contiguous tensor of `shape` read from `x` at `offset` with `strides`. */
+/** Storage that the caller overwrites entirely: f32 from the backend's `allocOutput` where it has one. */
+function allocFilled<D extends DType>(backend: Backend, dtype: D, size: number): StorageMap[D] {
+  if (dtype === "f32" && backend.allocOutput) return backend.allocOutput(size) as StorageMap[D];
+  return allocStorage(dtype, size) as StorageMap[D];
+}
+
 function readStrided<D extends DType>(
   x: Tensor<D>,
   shape: readonly number[],
   offset: number,
   strides: readonly number[],
 ): Tensor<D> {
-  const out = allocStorage(x.dtype, shapeSize(shape));
+  const out = allocFilled(x.backend, x.dtype, shapeSize(shape));
   moveElements(x, out, shape, offset, strides, 0, contiguousStrides(shape));
   return makeTensor(x.backend, x.dtype, shape, out);
 }
@@ -228,7 +236,7 @@ export function concat<D extends DType>(xs: readonly Tensor<D>[], axis: number):
   }
   const shape = [...first.shape];
   shape[a] = xs.reduce((n, x) => n + x.shape[a], 0);
-  const out = allocStorage(first.dtype, shapeSize(shape));
+  const out = allocFilled(backend, first.dtype, shapeSize(shape));
   const outStrides = contiguousStrides(shape);
   const offsets: number[] = [];
   let along = 0;

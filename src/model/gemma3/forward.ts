@@ -20,6 +20,7 @@ import { embedding } from "../../core/ops/indexing.js";
 import { matmul } from "../../core/ops/linalg.js";
 import { rmsnorm, rope, ropeTables, softmax } from "../../core/ops/nn.js";
 import { concat, narrow, permute, reshape, select, stack } from "../../core/ops/shape.js";
+import { isRecording } from "../../core/tape.js";
 import { fromStorage, type Tensor } from "../../core/tensor.js";
 import type { KVCache, LayerKeys } from "./cache.js";
 import { type Gemma3Config, layerAttention, type RopeParams } from "./config.js";
@@ -287,6 +288,23 @@ function hook(pass: Pass, site: Site, x: Tensor<"f32">, seqIndex = pass.seqIndex
   return y;
 }
 
+/**
+ * Hands the storage of intermediates that never reach a hook, a capture or the tape back to the
+ * backend for the next layer's ops of the same shape (`Backend.recycle`). Each must be an op's own
+ * output that no live tensor shares (views of it are dead too).
+ */
+function release(pass: Pass, ...ts: Tensor<"f32">[]): void {
+  const recycle = pass.backend.recycle;
+  if (recycle === undefined || isRecording()) return;
+  for (const t of ts) recycle.call(pass.backend, t.data);
+}
+
+/** `release` for a site's value that nothing outside the pass saw (no capture, no intervention there). */
+function releaseUnseen(pass: Pass, site: Site, t: Tensor<"f32">, alsoAt?: Site): void {
+  const seen = (s: Site) => pass.capture.has(s.name) || pass.interventions.has(s.name);
+  if (!seen(site) && !(alsoAt && seen(alsoAt))) release(pass, t);
+}
+
 function norm(x: Tensor<"f32">, w: Tensor, eps: number): Tensor<"f32"> {
   return rmsnorm(x, w, { eps, weightOffset: 1 });
 }
@@ -330,7 +348,10 @@ function attentionProbs(
     pass.biases.set(biasKey, bias);
   }
   const masked = add(reshape(scaled, [batch, kvHeads, groups, n, nk]), bias);
-  return reshape(softmax(masked), [batch, kvHeads, groups * n, nk]);
+  const probs = softmax(masked);
+  release(pass, scores, scaled, masked);
+  if (kb !== keys.k) release(pass, kb);
+  return reshape(probs, [batch, kvHeads, groups * n, nk]);
 }
 
 /**
@@ -360,6 +381,7 @@ function mixValues(
     const probs = attentionProbs(pass, window, q5, keys, 0, 0, nKeys);
     const pattern = hook(pass, site, reshape(probs, [batch, c.heads, seq, nKeys]));
     const mixed = matmul(reshape(pattern, [batch, c.kvHeads, groups * seq, nKeys]), keys.v, rounded);
+    if (!hooked) release(pass, probs);
     return reshape(mixed, [batch, c.heads, seq, c.headDim]);
   }
   const parts: Tensor<"f32">[] = [];
@@ -369,10 +391,15 @@ function mixValues(
     const k0 = window === null ? 0 : Math.max(0, first - window + 1 - keys.start);
     const k1 = Math.min(nKeys, first + n - keys.start);
     const probs = attentionProbs(pass, window, narrow(q5, 3, q0, n), keys, q0, k0, k1 - k0);
-    const mixed = matmul(probs, narrow(keys.v, 2, k0, k1 - k0), rounded);
+    const vb = narrow(keys.v, 2, k0, k1 - k0);
+    const mixed = matmul(probs, vb, rounded);
+    release(pass, probs);
+    if (vb !== keys.v) release(pass, vb);
     parts.push(reshape(mixed, [batch, c.kvHeads, groups, n, c.headDim]));
   }
-  return reshape(concat(parts, 3), [batch, c.heads, seq, c.headDim]);
+  const all = concat(parts, 3);
+  release(pass, ...parts);
+  return reshape(all, [batch, c.heads, seq, c.headDim]);
 }
 
 function attention(pass: Pass, layer: number, w: LayerWeights, x: Tensor<"f32">): Tensor<"f32"> {
@@ -387,16 +414,36 @@ function attention(pass: Pass, layer: number, w: LayerWeights, x: Tensor<"f32">)
   }
   const heads = (t: Tensor<"f32">, n: number) =>
     permute(reshape(t, [batch, seq, n, c.headDim]), [0, 2, 1, 3]);
-  const qn = norm(reshape(linear(pass, x, w.qProj), [batch, seq, c.heads, c.headDim]), w.qNorm, eps);
-  const q = hook(pass, sites.q(layer), applyRope(permute(qn, [0, 2, 1, 3]), rot));
-  const kn = norm(reshape(linear(pass, x, w.kProj), [batch, seq, c.kvHeads, c.headDim]), w.kNorm, eps);
-  const k = hook(pass, sites.k(layer), applyRope(permute(kn, [0, 2, 1, 3]), rot));
+  const projected = (proj: Tensor, normW: Tensor, n: number) => {
+    const raw = linear(pass, x, proj);
+    const normed = norm(reshape(raw, [batch, seq, n, c.headDim]), normW, eps);
+    const perm = permute(normed, [0, 2, 1, 3]);
+    const rotated = applyRope(perm, rot);
+    release(pass, raw, normed, perm);
+    return rotated;
+  };
+  const q = hook(pass, sites.q(layer), projected(w.qProj, w.qNorm, c.heads));
+  const k = hook(pass, sites.k(layer), projected(w.kProj, w.kNorm, c.kvHeads));
   const v = hook(pass, sites.v(layer), heads(linear(pass, x, w.vProj), c.kvHeads));
 
   const keys: LayerKeys = pass.cache ? pass.cache.update(layer, k, v) : { k, v, start: 0 };
   const mixed = mixValues(pass, layer, la.window, q, keys);
+  releaseUnseen(pass, sites.q(layer), q);
+  if (!pass.cache) {
+    releaseUnseen(pass, sites.k(layer), k);
+    releaseUnseen(pass, sites.v(layer), v);
+  }
   const zHeads = permute(mixed, [0, 2, 1, 3]);
+  release(pass, mixed);
   return hook(pass, sites.z(layer), reshape(zHeads, [batch, seq, c.heads * c.headDim]));
+}
+
+/** norm(x @ w^T): the projection's own output is released once normed. */
+function projectNorm(pass: Pass, x: Tensor<"f32">, w: Tensor, normW: Tensor): Tensor<"f32"> {
+  const raw = linear(pass, x, w);
+  const out = norm(raw, normW, pass.config.rmsNormEps);
+  release(pass, raw);
+  return out;
 }
 
 function block(pass: Pass, layer: number, w: LayerWeights, residPre: Tensor<"f32">): Tensor<"f32"> {
@@ -404,20 +451,31 @@ function block(pass: Pass, layer: number, w: LayerWeights, residPre: Tensor<"f32
   const x = hook(pass, sites.residPre(layer), residPre);
   const attnIn = hook(pass, sites.attnIn(layer), norm(x, w.inputNorm, eps));
   const z = attention(pass, layer, w, attnIn);
-  const attnOut = hook(pass, sites.attnOut(layer), norm(linear(pass, z, w.oProj), w.postAttentionNorm, eps));
+  const attnOut = hook(pass, sites.attnOut(layer), projectNorm(pass, z, w.oProj, w.postAttentionNorm));
+  releaseUnseen(pass, sites.attnIn(layer), attnIn);
+  releaseUnseen(pass, sites.z(layer), z);
   const residMid = hook(pass, sites.residMid(layer), add(x, attnOut));
+  releaseUnseen(pass, sites.attnOut(layer), attnOut);
+  // x is also the previous layer's resid_post (or the embedding).
+  releaseUnseen(pass, layer === 0 ? sites.embed : sites.residPost(layer - 1), x, sites.residPre(layer));
   const mlpIn = hook(pass, sites.mlpIn(layer), norm(residMid, w.preFeedforwardNorm, eps));
-  const hidden = hook(
-    pass,
-    sites.mlpHidden(layer),
-    mul(geluTanh(linear(pass, mlpIn, w.gateProj)), linear(pass, mlpIn, w.upProj)),
-  );
+  const gate = linear(pass, mlpIn, w.gateProj);
+  const act = geluTanh(gate);
+  const up = linear(pass, mlpIn, w.upProj);
+  const product = mul(act, up);
+  release(pass, gate, act, up);
+  releaseUnseen(pass, sites.mlpIn(layer), mlpIn);
+  const hidden = hook(pass, sites.mlpHidden(layer), product);
   const mlpOut = hook(
     pass,
     sites.mlpOut(layer),
-    norm(linear(pass, hidden, w.downProj), w.postFeedforwardNorm, eps),
+    projectNorm(pass, hidden, w.downProj, w.postFeedforwardNorm),
   );
-  return hook(pass, sites.residPost(layer), add(residMid, mlpOut));
+  releaseUnseen(pass, sites.mlpHidden(layer), hidden);
+  const residPost = hook(pass, sites.residPost(layer), add(residMid, mlpOut));
+  releaseUnseen(pass, sites.mlpOut(layer), mlpOut);
+  releaseUnseen(pass, sites.residMid(layer), residMid);
+  return residPost;
 }
 
 function groupBySite(list: readonly Intervention[], config: Gemma3Config): Map<string, Intervention[]> {
