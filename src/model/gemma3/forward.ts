@@ -390,10 +390,11 @@ function mixValues(
     const first = pass.offset + q0;
     const k0 = window === null ? 0 : Math.max(0, first - window + 1 - keys.start);
     const k1 = Math.min(nKeys, first + n - keys.start);
-    const probs = attentionProbs(pass, window, narrow(q5, 3, q0, n), keys, q0, k0, k1 - k0);
-    const vb = narrow(keys.v, 2, k0, k1 - k0);
+    const qb = narrow(q5, 3, q0, n);
+    const probs = attentionProbs(pass, window, qb, keys, q0, k0, k1 - k0);
+    const vb = k1 - k0 === nKeys ? keys.v : narrow(keys.v, 2, k0, k1 - k0);
     const mixed = matmul(probs, vb, rounded);
-    release(pass, probs);
+    release(pass, qb, probs);
     if (vb !== keys.v) release(pass, vb);
     parts.push(reshape(mixed, [batch, c.kvHeads, groups, n, c.headDim]));
   }
