@@ -1,7 +1,8 @@
 /**
- * Random-weight Gemma 3 checkpoints for the forward benchmark (`bench/forward.ts`): gemma-3-270m's
- * exact config.json with seeded weights, written once as a Hugging Face directory (config.json +
- * model.safetensors) so that glassbox and PyTorch/transformers load the very same weights.
+ * Random-weight Gemma 3 checkpoints for the forward benchmark (`bench/forward.ts`): a real
+ * config.json (gemma-3-270m's below, or gemma-3-1b's committed test fixture) with seeded weights,
+ * written once as a Hugging Face directory (config.json + model.safetensors) so that glassbox and
+ * PyTorch/transformers load the very same weights.
  *
  * Weights are uniform with the usual scales (projections 1/sqrt(fan_in), norm offsets 0.1,
  * embeddings 1/sqrt(d_model)); a fast integer generator keeps writing 268M parameters to seconds.
@@ -49,7 +50,18 @@ export const GEMMA3_270M_CONFIG = {
 
 type Dtype = "f32" | "bf16";
 
-function tensorList(c: typeof GEMMA3_270M_CONFIG): [string, number[], number][] {
+/** The config.json fields the tensor list needs. */
+export interface CheckpointShape {
+  readonly hidden_size: number;
+  readonly num_attention_heads: number;
+  readonly num_key_value_heads: number;
+  readonly head_dim: number;
+  readonly intermediate_size: number;
+  readonly num_hidden_layers: number;
+  readonly vocab_size: number;
+}
+
+function tensorList(c: CheckpointShape): [string, number[], number][] {
   const d = c.hidden_size;
   const q = c.num_attention_heads * c.head_dim;
   const kv = c.num_key_value_heads * c.head_dim;
@@ -92,15 +104,25 @@ function fill(n: number, std: number, seed: number): Float32Array {
 }
 
 /** Writes (once) and returns the directory of a random gemma-3-270m checkpoint in `dtype`. */
-export async function randomGemma3_270m(root: string, dtype: Dtype): Promise<string> {
-  const dir = join(root, `gemma-3-270m-random-${dtype}`);
+export function randomGemma3_270m(root: string, dtype: Dtype): Promise<string> {
+  return randomGemma3(root, "gemma-3-270m", GEMMA3_270M_CONFIG, dtype);
+}
+
+/** Writes (once) and returns `root/NAME-random-DTYPE`: `config` with seeded weights in `dtype`. */
+export async function randomGemma3(
+  root: string,
+  name: string,
+  config: CheckpointShape,
+  dtype: Dtype,
+): Promise<string> {
+  const dir = join(root, `${name}-random-${dtype}`);
   if (existsSync(join(dir, "model.safetensors"))) return dir;
   const tmp = `${dir}.partial`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
-  const config = { ...GEMMA3_270M_CONFIG, torch_dtype: dtype === "f32" ? "float32" : "bfloat16" };
-  writeFileSync(join(tmp, "config.json"), JSON.stringify(config, null, 2));
-  const list = tensorList(GEMMA3_270M_CONFIG);
+  const saved = { ...config, torch_dtype: dtype === "f32" ? "float32" : "bfloat16" };
+  writeFileSync(join(tmp, "config.json"), JSON.stringify(saved, null, 2));
+  const list = tensorList(config);
   const stored = dtype === "f32" ? "F32" : "BF16";
   const specs = Object.fromEntries(list.map(([name, shape]) => [name, { dtype: stored, shape }] as const));
   const w = await SafetensorsWriter.create(join(tmp, "model.safetensors"), specs, { format: "pt" });

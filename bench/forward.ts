@@ -18,7 +18,7 @@
  * on it (both sides), so small models are timed in a steady state, not on their first calls.
  *
  *   npm run build && node dist/bench/forward.js [--rounds 2] [--reps 2] [--min-seconds 1] [--dtypes f32,bf16]
- *     [--points 128x1,128x8,1024x1] [--gen-prompt 16] [--gen-new 32] [--threads 2] [--logits all|last] [--no-torch] [--json]
+ *     [--points 128x1,128x8,1024x1] [--gen-prompt 16] [--gen-new 32] [--threads 2] [--logits all|last] [--configs 270m,1b] [--no-torch] [--json]
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
@@ -28,7 +28,7 @@ import { availableBackends } from "../src/backends/index.js";
 import { loadGemma3Config } from "../src/model/gemma3/config.js";
 import { generate } from "../src/model/gemma3/generate.js";
 import { loadGemma3 } from "../src/model/gemma3/model.js";
-import { randomGemma3_270m } from "./forward-model.js";
+import { type CheckpointShape, randomGemma3, randomGemma3_270m } from "./forward-model.js";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const compiled = import.meta.url.endsWith(".js");
@@ -53,6 +53,8 @@ interface Args {
   bf16Inputs: boolean;
   /** Unembed every position ("all") or only the last one. */
   logits: "all" | "last";
+  /** Random-weight checkpoints to measure: "270m" and/or "1b" (the committed gemma-3-1b config). */
+  configs: string[];
 }
 
 function parseArgs(argv: readonly string[]): Args {
@@ -75,6 +77,7 @@ function parseArgs(argv: readonly string[]): Args {
     modelDir: argv.includes("--model-dir") ? get("model-dir", "") : null,
     bf16Inputs: argv.includes("--bf16-inputs"),
     logits: get("logits", "all") === "last" ? "last" : "all",
+    configs: get("configs", "270m").split(","),
   };
 }
 
@@ -218,12 +221,24 @@ async function main(): Promise<void> {
     GLASSBOX_THREADS: String(args.threads),
   };
   const models: { name: string; dir: string; dtype: string }[] = [];
-  for (const dtype of args.dtypes) {
-    models.push({
-      name: "gemma-3-270m (random)",
-      dir: await randomGemma3_270m(join(repoRoot, ".cache", "bench"), dtype),
-      dtype,
-    });
+  const cacheRoot = join(repoRoot, ".cache", "bench");
+  for (const cfg of args.configs) {
+    for (const dtype of args.dtypes) {
+      if (cfg === "270m") {
+        models.push({ name: "gemma-3-270m (random)", dir: await randomGemma3_270m(cacheRoot, dtype), dtype });
+      } else if (cfg === "1b") {
+        const config = JSON.parse(
+          readFileSync(join(repoRoot, "test", "fixtures", "configs", "gemma-3-1b-pt.json"), "utf8"),
+        ) as CheckpointShape;
+        models.push({
+          name: "gemma-3-1b (random)",
+          dir: await randomGemma3(cacheRoot, "gemma-3-1b", config, dtype),
+          dtype,
+        });
+      } else {
+        throw new Error(`--configs: unknown config ${cfg} (270m or 1b)`);
+      }
+    }
   }
   const tiny = join(repoRoot, "models", "tiny-gemma3");
   if (existsSync(join(tiny, "config.json")) && existsSync(join(tiny, "model.safetensors"))) {
