@@ -105,6 +105,8 @@ const CASES: [string, Partial<MatmulArgs>][] = [
     { batch: 2, m: 150, k: 12, n: 70, aBatchStride: 1800, bDtype: "f32", bBf16: true },
   ],
   ["both rounded, accumulate", { m: 9, k: 10, n: 31, bDtype: "f32", bBf16: true, accumulate: true }],
+  // More than the batched kernel packs per thread (32 MiB of bf16 pairs): rounded copies instead.
+  ["both rounded, B too large to pack (fallback)", { m: 1, k: 256, n: 65600, bDtype: "f32", bBf16: true }],
   ["both rounded, transposed A (fallback)", { m: 6, k: 8, n: 9, bDtype: "f32", bBf16: true, transA: true }],
   ["only B rounded (fallback)", { m: 6, k: 8, n: 9, bDtype: "f32", bBf16: true, aBf16: false }],
 ];
