@@ -292,7 +292,10 @@ int gb_bf16_batched_gemm(const float *a, const float *b, float *out, int64_t bat
   if (batch == 0 || m == 0 || n == 0) return 0;
   if (k == 0 || ((n + NR - 1) / NR) * ((k + 1) / 2) * NR * 4 > BPACK_MAX) return 1;
   gb_batched_job g = {a, b, out, m, k, n, a_stride, b_stride, trans_b, accumulate, (m + BROWS - 1) / BROWS, 0};
-  gb_parallel_tiles(batch * g.row_blocks, 1, batched_tiles, &g);
+  /* Every range packs the B of each batch entry it touches (as much work as a tile's products), so
+   * ranges cover half a batch entry's rows at least. */
+  int64_t grain = g.row_blocks / 2 > 1 ? g.row_blocks / 2 : 1;
+  gb_parallel_for(batch * g.row_blocks, grain, batched_tiles, &g);
   return g.failed ? -1 : 0;
 }
 

@@ -271,6 +271,7 @@ function takeRecycled(data: Float32Array): void {
   const list = recycled.get(data.length);
   const i = list?.indexOf(data) ?? -1;
   if (list && i >= 0) list.splice(i, 1);
+  if (list?.length === 0) recycled.delete(data.length);
   const j = recycledOrder.indexOf(data);
   if (j >= 0) recycledOrder.splice(j, 1);
   recycledBytes -= data.byteLength;

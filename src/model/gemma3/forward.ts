@@ -295,7 +295,8 @@ function hook(pass: Pass, site: Site, x: Tensor<"f32">, seqIndex = pass.seqIndex
  */
 function release(pass: Pass, ...ts: Tensor<"f32">[]): void {
   const recycle = pass.backend.recycle;
-  if (recycle === undefined || isRecording()) return;
+  // Decoding steps: small arrays whose lengths grow with the cache, never needed again.
+  if (recycle === undefined || isRecording() || (pass.cache && pass.b.seq === 1)) return;
   for (const t of ts) recycle.call(pass.backend, t.data);
 }
 
