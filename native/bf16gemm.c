@@ -98,52 +98,26 @@ static void micro_part(const uint16_t *a, int64_t lda, int mr, const uint32_t *p
 }
 
 typedef struct {
+  gb_nt_job job;
   const uint16_t *a; /* [m, k] bf16 */
-  const uint16_t *b; /* [n, k] bf16 */
-  float *out;        /* [m, n] */
-  int64_t m, k, n;
-  int64_t rows;   /* rows of A per tile (a multiple of MR) */
-  int64_t chunks; /* row chunks: tile t is column block t / chunks, rows (t % chunks) * rows .. */
-  int acc;
-  int failed;
-} gemm_ctx;
+} gemm_job;
 
-/* Tiles [begin, end): column block t / chunks of NR columns by row chunk t % chunks. Consecutive
- * tiles of one column block reuse its packed B. */
-static void gemm_tiles(void *vctx, int64_t begin, int64_t end) {
-  gemm_ctx *g = vctx;
-  int64_t kh = g->k / 2;
-  uint32_t *p = aligned_alloc(64, (size_t)((kh * NR * 4 + 63) / 64 * 64));
-  if (!p) {
-    g->failed = 1;
-    return;
-  }
-  int64_t packed = -1;
-  for (int64_t t = begin; t < end; t++) {
-    gb_tile x = gb_tile_at(t, g->chunks, g->rows, g->m, g->n, NR);
-    if (x.blk != packed) {
-      pack_b(g->b, g->k, x.j0, x.nr, p);
-      packed = x.blk;
-    }
-    gb_prefetch f = gb_prefetch_next(g->b, 2, g->k, g->n, x, t, g->chunks, NR);
-    for (int64_t i = x.i0; i < x.i0 + x.mc; i += MR) {
-      int mr = (int)(x.i0 + x.mc - i < MR ? x.i0 + x.mc - i : MR);
-      gb_prefetch_step(&f);
-      const uint16_t *a = g->a + i * g->k;
-      float *c = g->out + i * g->n + x.j0;
-      if (mr == MR)
-        micro_full(a, g->k, p, kh, c, g->n, x.nr, g->acc);
-      else
-        micro_part(a, g->k, mr, p, kh, c, g->n, x.nr, g->acc);
-    }
-  }
-  free(p);
+static void pack_panel(const uint16_t *b, int64_t k, int64_t j0, int64_t nr, void *p) { pack_b(b, k, j0, nr, p); }
+
+static void gemm_rows(const gb_nt_job *job, const void *p, int64_t i, int mr, int64_t j0, int nr) {
+  const uint16_t *a = ((const gemm_job *)job)->a + i * job->k;
+  float *c = job->out + i * job->n + j0;
+  if (mr == MR)
+    micro_full(a, job->k, p, job->k / 2, c, job->n, nr, job->acc);
+  else
+    micro_part(a, job->k, mr, p, job->k / 2, c, job->n, nr, job->acc);
 }
 
 /* Few rows (decoding): no packing; each output is a dot product of an A row and a B row, 4 columns
  * at a time so that A's vectors are loaded once per group. */
 static void dot_columns(void *vctx, int64_t begin, int64_t end) {
-  gemm_ctx *g = vctx;
+  const gemm_job *w = vctx;
+  const gb_nt_job *g = &w->job;
   int64_t k = g->k;
   int64_t tail = k % 32;
   __mmask32 tail_mask = (__mmask32)((1ull << tail) - 1);
@@ -152,7 +126,7 @@ static void dot_columns(void *vctx, int64_t begin, int64_t end) {
     const uint16_t *bj[4];
     for (int c = 0; c < 4; c++) bj[c] = g->b + (j + (c < cols ? c : 0)) * k;
     for (int64_t i = 0; i < g->m; i++) {
-      const uint16_t *ai = g->a + i * k;
+      const uint16_t *ai = w->a + i * k;
       __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
       int64_t p = 0;
       for (; p + 32 <= k; p += 32) {
@@ -175,8 +149,8 @@ static void dot_columns(void *vctx, int64_t begin, int64_t end) {
 
 /* dot_columns over groups [begin, end) of 4 columns. */
 static void dot_columns_groups(void *vctx, int64_t begin, int64_t end) {
-  gemm_ctx *g = vctx;
-  int64_t j1 = end * 4 < g->n ? end * 4 : g->n;
+  const gemm_job *w = vctx;
+  int64_t j1 = end * 4 < w->job.n ? end * 4 : w->job.n;
   dot_columns(vctx, begin * 4, j1);
 }
 
@@ -186,24 +160,16 @@ int gb_bf16_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, in
   uint16_t *abf = malloc((size_t)(m * k) * sizeof(uint16_t));
   if (!abf) return -1;
   gb_float_to_half(a, GB_BF16, abf, m * k);
-  gemm_ctx g = {abf, b, out, m, k, n, MC, 1, accumulate, 0};
+  gemm_job g = {{b, out, m, k, n, 0, 0, (size_t)(k / 2 * NR) * sizeof(uint32_t), pack_panel, gemm_rows, accumulate, 0}, abf};
+  int rc = 0;
   if (m <= 4) {
     /* Multiples of 4 columns per task, so only the last task has a partial group. */
     gb_parallel_for((n + 3) / 4, 16, dot_columns_groups, &g);
-    free(abf);
-    return 0;
+  } else {
+    rc = gb_nt_run(&g.job, MC);
   }
-  int64_t blocks = (n + NR - 1) / NR;
-  /* Tiles of MC rows by one column block, in a few blocks per pool task; with few column blocks
-   * (a narrow projection) the rows are cut finer so that every thread gets work. */
-  int64_t want = 8 * (int64_t)gb_pool_threads();
-  int64_t rows = gb_tile_rows(m, blocks, MC, want);
-  g.rows = rows;
-  g.chunks = (m + rows - 1) / rows;
-  int64_t tiles = blocks * g.chunks;
-  gb_parallel_tiles(tiles, tiles >= 4 * want ? 4 : 1, gemm_tiles, &g);
   free(abf);
-  return g.failed ? -1 : 0;
+  return rc;
 }
 
 /* ---- both operands f32, rounded here ---- */

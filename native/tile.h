@@ -2,8 +2,9 @@
  * Shared by the AVX-512 GEMM micro-kernels (bf16gemm.c, smallgemm.c, widegemm.c): storing one row
  * of a 32-column output tile held in two registers, masked to the `nr` columns that exist,
  * overwriting or adding to what is there; the 8 x 32 f32 FMA tile over a packed panel; and a
- * 16 x 16 transpose of 32-bit elements in registers (for packing); and the job of the batched
- * kernels (one per batch entry and block of rows).
+ * 16 x 16 transpose of 32-bit elements in registers (for packing); the job of the batched
+ * kernels (one per batch entry and block of rows); and the tile driver of the GEMMs against a bf16
+ * B stored [n, k] (gb_nt_job: tiling, panel reuse, prefetch of the next block, pool dispatch).
  */
 #ifndef GB_TILE_H
 #define GB_TILE_H
@@ -11,6 +12,9 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdlib.h>
+
+#include "gb.h"
 
 #define GB_TILE_MR 8
 #define GB_TILE_NR 32
@@ -148,6 +152,65 @@ static inline void gb_f32_tile(const float *a, int64_t lda, int mr, const float 
     }
   }
   for (int i = 0; i < mr; i++) gb_store_tile_row(c + i * ldc, c0[i], c1[i], nr, acc);
+}
+
+/*
+ * One GEMM against a bf16 B stored [n, k] (bf16gemm.c, widegemm.c): tiles of `rows` rows by NR
+ * columns, tile t being column block t / chunks by row chunk t % chunks. `pack` fills a panel with
+ * columns j0 .. j0+nr of B; `rows_fn` computes rows i .. i+mr of the tile's columns of `out` from
+ * it. Kernels put this first in their own job (which adds their A).
+ */
+typedef struct gb_nt_job {
+  const uint16_t *b;
+  float *out;
+  int64_t m, k, n;
+  int64_t rows, chunks;
+  size_t panel_bytes;
+  void (*pack)(const uint16_t *b, int64_t k, int64_t j0, int64_t nr, void *panel);
+  void (*rows_fn)(const struct gb_nt_job *job, const void *panel, int64_t i, int mr, int64_t j0, int nr);
+  int acc;
+  int failed;
+} gb_nt_job;
+
+/* Tiles [begin, end) of a gb_nt_job (a pool range function). Consecutive tiles of one column block
+ * reuse its panel, and the next block of B is prefetched while the last row chunk computes. */
+static inline void gb_nt_tiles(void *vctx, int64_t begin, int64_t end) {
+  gb_nt_job *g = vctx;
+  void *p = aligned_alloc(64, (g->panel_bytes + 63) / 64 * 64);
+  if (!p) {
+    g->failed = 1;
+    return;
+  }
+  int64_t packed = -1;
+  for (int64_t t = begin; t < end; t++) {
+    gb_tile x = gb_tile_at(t, g->chunks, g->rows, g->m, g->n, GB_TILE_NR);
+    if (x.blk != packed) {
+      g->pack(g->b, g->k, x.j0, x.nr, p);
+      packed = x.blk;
+    }
+    gb_prefetch f = gb_prefetch_next(g->b, 2, g->k, g->n, x, t, g->chunks, GB_TILE_NR);
+    for (int64_t i = x.i0; i < x.i0 + x.mc; i += GB_TILE_MR) {
+      int mr = (int)(x.i0 + x.mc - i < GB_TILE_MR ? x.i0 + x.mc - i : GB_TILE_MR);
+      gb_prefetch_step(&f);
+      g->rows_fn(g, p, i, mr, x.j0, (int)x.nr);
+    }
+  }
+  free(p);
+}
+
+/* Runs a gb_nt_job (m, k, n, b, out, acc, pack, rows_fn and panel_bytes set) on the kernel pool:
+ * tiles of mc rows by one column block, a few blocks per pool task; with few column blocks (a narrow
+ * projection) the rows are cut finer so that every thread gets work. Returns 0, or -1 when a panel
+ * could not be allocated. */
+static inline int gb_nt_run(gb_nt_job *g, int64_t mc) {
+  int64_t blocks = (g->n + GB_TILE_NR - 1) / GB_TILE_NR;
+  int64_t want = 8 * (int64_t)gb_pool_threads();
+  g->rows = gb_tile_rows(g->m, blocks, mc, want);
+  g->chunks = (g->m + g->rows - 1) / g->rows;
+  g->failed = 0;
+  int64_t tiles = blocks * g->chunks;
+  gb_parallel_tiles(tiles, tiles >= 4 * want ? 4 : 1, gb_nt_tiles, g);
+  return g->failed ? -1 : 0;
 }
 #endif
 

@@ -49,48 +49,21 @@ static void pack_wide(const uint16_t *b, int64_t k, int64_t j0, int64_t nr, floa
 }
 
 typedef struct {
-  const float *a;    /* [m, k] f32 */
-  const uint16_t *b; /* [n, k] bf16 */
-  float *out;        /* [m, n] */
-  int64_t m, k, n;
-  int64_t rows, chunks; /* tile t: column block t / chunks, rows (t % chunks) * rows .. */
-  int acc;
-  int failed;
-} wide_ctx;
+  gb_nt_job job;
+  const float *a; /* [m, k] f32 */
+} wide_job;
 
-static void wide_tiles(void *vctx, int64_t begin, int64_t end) {
-  wide_ctx *g = vctx;
-  float *p = aligned_alloc(64, (size_t)((g->k * NR * 4 + 63) / 64 * 64));
-  if (!p) {
-    g->failed = 1;
-    return;
-  }
-  int64_t packed = -1;
-  for (int64_t t = begin; t < end; t++) {
-    gb_tile x = gb_tile_at(t, g->chunks, g->rows, g->m, g->n, NR);
-    if (x.blk != packed) {
-      pack_wide(g->b, g->k, x.j0, x.nr, p);
-      packed = x.blk;
-    }
-    gb_prefetch f = gb_prefetch_next(g->b, 2, g->k, g->n, x, t, g->chunks, NR);
-    for (int64_t i = x.i0; i < x.i0 + x.mc; i += MR) {
-      int mr = (int)(x.i0 + x.mc - i < MR ? x.i0 + x.mc - i : MR);
-      gb_prefetch_step(&f);
-      gb_f32_tile(g->a + i * g->k, g->k, mr, p, g->k, g->out + i * g->n + x.j0, g->n, x.nr, g->acc);
-    }
-  }
-  free(p);
+static void pack_panel(const uint16_t *b, int64_t k, int64_t j0, int64_t nr, void *p) { pack_wide(b, k, j0, nr, p); }
+
+static void wide_rows(const gb_nt_job *job, const void *p, int64_t i, int mr, int64_t j0, int nr) {
+  const wide_job *w = (const wide_job *)job;
+  gb_f32_tile(w->a + i * job->k, job->k, mr, p, job->k, job->out + i * job->n + j0, job->n, nr, job->acc);
 }
 
 int gb_wide_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, int64_t k, int64_t n, int accumulate) {
   if (m == 0 || n == 0) return 0;
-  int64_t blocks = (n + NR - 1) / NR;
-  int64_t want = 8 * (int64_t)gb_pool_threads();
-  int64_t rows = gb_tile_rows(m, blocks, MC, want);
-  wide_ctx g = {a, b, out, m, k, n, rows, (m + rows - 1) / rows, accumulate, 0};
-  int64_t tiles = blocks * g.chunks;
-  gb_parallel_tiles(tiles, tiles >= 4 * want ? 4 : 1, wide_tiles, &g);
-  return g.failed ? -1 : 0;
+  wide_job w = {{b, out, m, k, n, 0, 0, (size_t)(k * NR) * sizeof(float), pack_panel, wide_rows, accumulate, 0}, a};
+  return gb_nt_run(&w.job, MC);
 }
 
 #else
