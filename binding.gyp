@@ -13,6 +13,7 @@
       "sources": [
         "native/binding.c",
         "native/pool.c",
+        "native/scratch.c",
         "native/elementwise.c",
         "native/reduce.c",
         "native/index_ops.c",

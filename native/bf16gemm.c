@@ -157,7 +157,7 @@ static void dot_columns_groups(void *vctx, int64_t begin, int64_t end) {
 int gb_bf16_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, int64_t k, int64_t n, int accumulate) {
   if (k % 2 != 0 || k == 0) return 1;
   if (m == 0 || n == 0) return 0;
-  uint16_t *abf = malloc((size_t)(m * k) * sizeof(uint16_t));
+  uint16_t *abf = gb_scratch(GB_SCRATCH_A_BF16, (size_t)(m * k) * sizeof(uint16_t));
   if (!abf) return -1;
   gb_float_to_half(a, GB_BF16, abf, m * k);
   gemm_job g = {{b, out, m, k, n, 0, 0, (size_t)(k / 2 * NR) * sizeof(uint32_t), pack_panel, gemm_rows, accumulate, 0}, abf};
@@ -168,7 +168,7 @@ int gb_bf16_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, in
   } else {
     rc = gb_nt_run(&g.job, MC);
   }
-  free(abf);
+  gb_scratch_done(GB_SCRATCH_A_BF16, abf);
   return rc;
 }
 
@@ -213,12 +213,12 @@ static void pack_b_f32(const gb_batched_job *g, const float *b, uint32_t *p) {
 static void batched_tiles(void *vctx, int64_t begin, int64_t end) {
   gb_batched_job *g = vctx;
   int64_t kh = (g->k + 1) / 2, kp = 2 * kh, blocks = (g->n + NR - 1) / NR;
-  uint32_t *p = aligned_alloc(64, (size_t)((blocks * kh * NR * 4 + 63) / 64 * 64));
-  uint16_t *abf = malloc((size_t)(BROWS * kp) * sizeof *abf);
+  uint32_t *p = gb_scratch(GB_SCRATCH_BATCH_B, (size_t)(blocks * kh * NR) * sizeof *p);
+  uint16_t *abf = gb_scratch(GB_SCRATCH_BATCH_A, (size_t)(BROWS * kp) * sizeof *abf);
   if (!p || !abf) {
     g->failed = 1;
-    free(p);
-    free(abf);
+    gb_scratch_done(GB_SCRATCH_BATCH_B, p);
+    gb_scratch_done(GB_SCRATCH_BATCH_A, abf);
     return;
   }
   const float *packed = NULL;
@@ -249,8 +249,8 @@ static void batched_tiles(void *vctx, int64_t begin, int64_t end) {
       }
     }
   }
-  free(p);
-  free(abf);
+  gb_scratch_done(GB_SCRATCH_BATCH_B, p);
+  gb_scratch_done(GB_SCRATCH_BATCH_A, abf);
 }
 
 int gb_bf16_batched_gemm(const float *a, const float *b, float *out, int64_t batch, int64_t m, int64_t k, int64_t n,

@@ -34,6 +34,15 @@ void gb_pool_set_threads(int n);
 void gb_blas_begin(void);
 void gb_blas_end(void);
 
+/* ---- per-thread scratch (scratch.c) ---- */
+/* Slots: one per buffer a kernel holds at once, so nested users on one thread never share. */
+enum gb_scratch_slot { GB_SCRATCH_A_BF16, GB_SCRATCH_PANEL, GB_SCRATCH_BATCH_B, GB_SCRATCH_BATCH_A, GB_SCRATCH_SLOTS };
+/* A 64-byte-aligned buffer of at least `bytes` for the calling thread, kept for its next call to the
+ * same slot; NULL when out of memory. Hand it back with gb_scratch_done (which frees it only when it
+ * was too large to keep). */
+void *gb_scratch(int slot, size_t bytes);
+void gb_scratch_done(int slot, void *p);
+
 /* ---- kernels ---- */
 enum gb_half { GB_F32 = 0, GB_BF16 = 1, GB_F16 = 2 };
 

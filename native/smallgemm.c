@@ -42,7 +42,7 @@ static void pack(const gb_batched_job *g, const float *b, int64_t j0, int nr, fl
 static void tiles(void *vctx, int64_t begin, int64_t end) {
   gb_batched_job *g = vctx;
   int64_t blocks = (g->n + NR - 1) / NR;
-  float *p = aligned_alloc(64, (size_t)((blocks * g->k * NR * 4 + 63) / 64 * 64));
+  float *p = gb_scratch(GB_SCRATCH_BATCH_B, (size_t)(blocks * g->k * NR) * sizeof *p);
   if (!p) {
     g->failed = 1;
     return;
@@ -69,7 +69,7 @@ static void tiles(void *vctx, int64_t begin, int64_t end) {
       }
     }
   }
-  free(p);
+  gb_scratch_done(GB_SCRATCH_BATCH_B, p);
 }
 
 int gb_small_gemm(const float *a, const float *b, float *out, int64_t batch, int64_t m, int64_t k, int64_t n,

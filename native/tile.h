@@ -176,7 +176,7 @@ typedef struct gb_nt_job {
  * reuse its panel, and the next block of B is prefetched while the last row chunk computes. */
 static inline void gb_nt_tiles(void *vctx, int64_t begin, int64_t end) {
   gb_nt_job *g = vctx;
-  void *p = aligned_alloc(64, (g->panel_bytes + 63) / 64 * 64);
+  void *p = gb_scratch(GB_SCRATCH_PANEL, g->panel_bytes);
   if (!p) {
     g->failed = 1;
     return;
@@ -195,7 +195,7 @@ static inline void gb_nt_tiles(void *vctx, int64_t begin, int64_t end) {
       g->rows_fn(g, p, i, mr, x.j0, (int)x.nr);
     }
   }
-  free(p);
+  gb_scratch_done(GB_SCRATCH_PANEL, p);
 }
 
 /* Runs a gb_nt_job (m, k, n, b, out, acc, pack, rows_fn and panel_bytes set) on the kernel pool:

@@ -987,30 +987,52 @@ describe("native backend", { skip }, () => {
     }
   });
 
-  test("recycled outputs: reused for the same size only, poisoned, never twice, never views", () => {
+  test("recycled outputs: best fit within 2x, poisoned, never twice, never views", () => {
     const alloc = (n: number) => N.allocOutput?.(n) ?? assert.fail("allocOutput missing");
     const recycle = N.recycle?.bind(N) ?? assert.fail("recycle missing");
     const a = alloc(70000);
     a.fill(3);
     recycle(a);
     recycle(a); // a second hand-back of the same array is ignored
-    assert.notEqual(alloc(69999), a);
     const again = alloc(70000);
-    assert.equal(again, a);
+    assert.equal(again.buffer, a.buffer);
+    assert.equal(again.length, 70000);
     // The test runner poisons outputs; a reused array is poisoned again, never left with old values.
     if (process.env.GLASSBOX_POISON_OUTPUTS === "1") assert.ok(again.every(Number.isNaN));
-    assert.notEqual(alloc(70000), a, "handed out once only");
+    assert.notEqual(alloc(70000).buffer, a.buffer, "handed out once only");
+    recycle(a); // the stale array from before its buffer was handed out again: ignored
+    assert.notEqual(alloc(70000).buffer, a.buffer);
+
+    // A smaller output takes the smallest kept buffer that holds it, as a view of its front...
+    const small = alloc(100000);
+    const large = alloc(300000);
+    recycle(large);
+    recycle(small);
+    const fit = alloc(90000);
+    assert.equal(fit.buffer, small.buffer);
+    assert.equal(fit.byteOffset, 0);
+    assert.equal(fit.length, 90000);
+    // ... but never one more than twice its length.
+    assert.notEqual(alloc(140000).buffer, large.buffer);
+    assert.equal(alloc(150000).buffer, large.buffer);
+    // The view that was handed out comes back whole; a narrower view of it never does.
+    recycle(fit.subarray(0, 80000));
+    assert.notEqual(alloc(80000).buffer, small.buffer, "a view of a live array is not taken");
+    recycle(fit);
+    assert.equal(alloc(80000).buffer, small.buffer);
+
     const whole = new Float32Array(140000);
-    recycle(whole.subarray(0, 70000)); // a view of a larger buffer is not taken
+    recycle(whole.subarray(0, 70000)); // not an array the pool handed out
+    recycle(whole);
     assert.notEqual(alloc(70000).buffer, whole.buffer);
     // At most 128 MiB is kept: past it the oldest arrays are given up.
     const big = 12 << 20; // 48 MiB
     const [x, y, z] = [alloc(big), alloc(big), alloc(big)];
     for (const t of [x, y, z]) recycle(t);
     const got = [alloc(big), alloc(big), alloc(big)];
-    assert.equal(got[0], z);
-    assert.equal(got[1], y);
-    assert.ok(got[2] !== x && got[2] !== y && got[2] !== z);
+    assert.equal(got[0].buffer, z.buffer);
+    assert.equal(got[1].buffer, y.buffer);
+    assert.ok([x, y, z].every((t) => t.buffer !== got[2].buffer));
   });
 
   test("large outputs (advised for huge pages) are written exactly, in place, inside a bigger buffer", () => {

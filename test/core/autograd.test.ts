@@ -219,6 +219,7 @@ for (const B of availableBackends()) {
       const x = randn(B, [2, 3, 4], 40);
       check("reshape", (t) => ops.reshape(t, [4, -1]), [x]);
       check("permute", (t) => ops.permute(t, [2, 0, 1]), [x]);
+      check("permute (size-1 axes only)", (t) => ops.permute(t, [1, 0, 2]), [randn(B, [1, 3, 4], 41)]);
       check("transpose", (t) => ops.transpose(t), [x]);
       check("slice", (t) => ops.slice(t, [{ start: 1 }, { step: 2 }, { start: -3, stop: 4, step: 2 }]), [x]);
       check("narrow", (t) => ops.narrow(t, 2, 1, 2), [x]);

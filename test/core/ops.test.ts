@@ -858,6 +858,13 @@ for (const B of availableBackends()) {
       assert.deepEqual(ops.transpose(x).toFlatArray(), ops.permute(x, [0, 2, 1]).toFlatArray());
       assert.deepEqual(ops.transpose(x, 0, 2).toFlatArray(), ops.permute(x, [2, 1, 0]).toFlatArray());
       assert.throws(() => ops.permute(x, [0, 0, 1]), /not a permutation/);
+      // Moving only size-1 axes keeps the element order: the result shares the storage.
+      const y = randn(B, [2, 1, 4, 1], 81);
+      const moved = ops.permute(y, [1, 0, 3, 2]);
+      assertShape(moved, [1, 2, 1, 4]);
+      assert.equal(moved.data, y.data, "a size-1 axis move is a view");
+      assert.deepEqual(moved.toFlatArray(), y.toFlatArray());
+      assert.notEqual(ops.permute(y, [2, 1, 0, 3]).data, y.data, "a real reorder copies");
       const ids = tensor(B, [[1, 2, 3]], { dtype: "i32" });
       assert.deepEqual(ops.transpose(ids).toArray(), [[1], [2], [3]]);
     });

@@ -87,6 +87,20 @@ for (const backend of availableBackends()) {
       );
     });
 
+    test("the MLP in row chunks (long inputs, no hook on its hidden activations) equals it whole", () => {
+      const long = [tokens(45, 8), tokens(45, 9)];
+      const last = model.config.layers - 1;
+      const capture = [sites.residPost(last)];
+      const chunked = model.forward(long, { capture, mlpRows: 8 });
+      // A hook on the hidden activations needs them whole.
+      const hidden = model.config.layerTypes.map((_, l) => sites.mlpHidden(l));
+      const whole = model.forward(long, { capture: [...capture, ...hidden], mlpRows: 8 });
+      assert.ok(maxAbsDiff(chunked.logits, whole.logits) <= 1e-6 * maxAbs(whole.logits));
+      const resid = (r: typeof whole) => r.activations.get(sites.residPost(last));
+      assert.ok(maxAbsDiff(resid(chunked), resid(whole)) <= 1e-6 * maxAbs(resid(whole)));
+      assert.throws(() => model.forward(long, { mlpRows: 1.5 }), /mlpRows must be a positive integer/);
+    });
+
     test("sliding layers hold at most `window` keys; full layers hold all", () => {
       const cache = model.newCache(1);
       const long = tokens(40, 3);

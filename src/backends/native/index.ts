@@ -24,6 +24,7 @@ import type {
 } from "../../core/backend.js";
 import type { HalfDType } from "../../core/dtype.js";
 import { TensorError } from "../../core/errors.js";
+import { Recycler } from "./recycler.js";
 import { type SparseAddon, wrapSparse } from "./sparse.js";
 import { type TrainingAddon, wrapTraining } from "./training.js";
 
@@ -253,60 +254,26 @@ const POISON = process.env.GLASSBOX_POISON_OUTPUTS === "1";
 const SMALL_OUTPUT = 256;
 const MAX_LENGTH = bufferConstants.MAX_LENGTH;
 
-/**
- * Recycled outputs by length, for arrays of at least RECYCLE_MIN elements (smaller ones come from
- * the allocator's free lists anyway), at most RECYCLE_MAX_BYTES in all, the oldest given up first:
- * the forward pass hands back each layer's intermediates, and the next layer's ops of the same
- * shapes reuse them.
- */
-// Under GLASSBOX_POISON_OUTPUTS every size is recycled, so that tests on small models exercise reuse.
-const RECYCLE_MIN = POISON ? 1 : 1 << 16;
-const RECYCLE_MAX_BYTES = 128 * 2 ** 20;
-const recycled = new Map<number, Float32Array[]>();
-/** Every recycled array, oldest first. */
-const recycledOrder: Float32Array[] = [];
-let recycledBytes = 0;
-
-function takeRecycled(data: Float32Array): void {
-  const list = recycled.get(data.length);
-  const i = list?.indexOf(data) ?? -1;
-  if (list && i >= 0) list.splice(i, 1);
-  if (list?.length === 0) recycled.delete(data.length);
-  const j = recycledOrder.indexOf(data);
-  if (j >= 0) recycledOrder.splice(j, 1);
-  recycledBytes -= data.byteLength;
-}
-
-function recycle(data: Float32Array): void {
-  if (data.length < RECYCLE_MIN || data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength)
-    return;
-  if (data.byteLength > RECYCLE_MAX_BYTES || recycledOrder.includes(data)) return;
-  while (recycledBytes + data.byteLength > RECYCLE_MAX_BYTES) takeRecycled(recycledOrder[0]);
-  const list = recycled.get(data.length);
-  if (list) list.push(data);
-  else recycled.set(data.length, [data]);
-  recycledOrder.push(data);
-  recycledBytes += data.byteLength;
-}
+// Outputs of 64Ki elements and up are recycled (smaller ones come from the allocator's free lists);
+// under GLASSBOX_POISON_OUTPUTS every size is, so that tests on small models exercise reuse.
+const recycler = new Recycler({ minLength: POISON ? 1 : 1 << 16, maxBytes: 128 * 2 ** 20, maxSlack: 2 });
 
 function allocOutput(size: number): Float32Array {
-  const reused = size >= RECYCLE_MIN ? recycled.get(size)?.at(-1) : undefined;
-  if (reused !== undefined) {
-    takeRecycled(reused);
-    return POISON ? reused.fill(Number.NaN) : reused;
-  }
+  const reused = recycler.take(size);
+  if (reused !== undefined) return POISON ? reused.fill(Number.NaN) : reused;
   // Buffers stop at buffer.constants.MAX_LENGTH (4 GiB in Node 20); typed arrays go further.
-  if (size < SMALL_OUTPUT || size * 4 > MAX_LENGTH)
-    return POISON ? new Float32Array(size).fill(Number.NaN) : new Float32Array(size);
-  const out = new Float32Array(Buffer.allocUnsafeSlow(size * 4).buffer, 0, size);
-  return POISON ? out.fill(Number.NaN) : out;
+  const out =
+    size < SMALL_OUTPUT || size * 4 > MAX_LENGTH
+      ? new Float32Array(size)
+      : new Float32Array(Buffer.allocUnsafeSlow(size * 4).buffer, 0, size);
+  return recycler.issue(POISON ? out.fill(Number.NaN) : out);
 }
 
 function wrap(addon: Addon): NativeBackend {
   return {
     name: "native",
     allocOutput,
-    recycle,
+    recycle: (data) => recycler.keep(data),
     matmul: (a, b, out, args) => addon.matmul(...matmulArgs(a, b, out, args)),
     matmulAsync: async (a, b, out, args) => addon.matmulAsync(...matmulArgs(a, b, out, args)),
     unary: (op, x, out) => addon.unary(UNARY[op], x, out),

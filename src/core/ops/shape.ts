@@ -104,12 +104,22 @@ export function unsqueeze<D extends DType>(x: Tensor<D>, axis: number): Tensor<D
   return reshape(x, [...x.shape.slice(0, a), 1, ...x.shape.slice(a)]);
 }
 
-/** Reorders the axes: result axis i is input axis perm[i]. */
+/**
+ * Reorders the axes: result axis i is input axis perm[i]. A copy, except when only size-1 axes move:
+ * then a reshape sharing the storage.
+ */
 export function permute<D extends DType>(x: Tensor<D>, perm: readonly number[]): Tensor<D> {
   const p = perm.map((a) => normAxis("permute", a, x.rank));
   if (p.length !== x.rank || new Set(p).size !== p.length) {
     fail("permute", `[${perm.join(", ")}] is not a permutation of ${x.rank} axes`);
   }
+  // Moving only size-1 axes keeps the elements in order: the same storage, reshaped.
+  const moved = p.filter((a) => x.shape[a] !== 1);
+  if (moved.every((a, i) => i === 0 || moved[i - 1] < a))
+    return reshape(
+      x,
+      p.map((a) => x.shape[a]),
+    );
   const strides = contiguousStrides(x.shape);
   const out = readStrided(
     x,

@@ -64,6 +64,13 @@ export interface ForwardOptions {
    * [128, 256] on sliding layers.
    */
   readonly attentionBlock?: number;
+  /**
+   * Rows (batch x sequence positions) the MLP takes at once on inputs of more than twice as many,
+   * where nothing observes its hidden activations: its gate, up and hidden arrays are [rows, d_mlp]
+   * each, so a long prompt's MLP memory stops growing with its length. Each row's result is the same.
+   * Default 1024 (below that one chunk is fastest: each chunk repacks the weights).
+   */
+  readonly mlpRows?: number;
 }
 
 /** Activations captured by a forward call, by site. */
@@ -241,7 +248,8 @@ function attentionBias(
   valid: (row: number, index: number) => boolean,
 ): Tensor<"f32"> {
   const { start, length } = keys;
-  const out = new Float32Array(batch * queries.count * length);
+  const size = batch * queries.count * length;
+  const out = backend.allocOutput?.(size) ?? new Float32Array(size);
   const keyOk = new Uint8Array(length);
   for (let r = 0; r < batch; r++) {
     for (let j = 0; j < length; j++) keyOk[j] = valid(r, start + j) ? 1 : 0;
@@ -279,6 +287,7 @@ interface Pass {
   /** Attention scores and mixing on bf16-rounded inputs (bf16Inputs on a bf16 checkpoint). */
   readonly bf16Attention: boolean;
   readonly attentionBlock: number | null;
+  readonly mlpRows: number;
 }
 
 function hook(pass: Pass, site: Site, x: Tensor<"f32">, seqIndex = pass.seqIndex): Tensor<"f32"> {
@@ -340,6 +349,7 @@ function attentionProbs(
     bBf16: bf,
   });
   const scaled = affine(scores, Math.fround(c.queryPreAttnScalar ** -0.5), 0);
+  release(pass, scores);
   const queries = { start: pass.offset + q0, count: n };
   const keyRange = { start: keys.start + k0, length: nk };
   const biasKey = `${queries.start}:${n}:${keyRange.start}:${nk}:${window}`;
@@ -349,8 +359,9 @@ function attentionProbs(
     pass.biases.set(biasKey, bias);
   }
   const masked = add(reshape(scaled, [batch, kvHeads, groups, n, nk]), bias);
+  release(pass, scaled);
   const probs = softmax(masked);
-  release(pass, scores, scaled, masked);
+  release(pass, masked);
   if (kb !== keys.k) release(pass, kb);
   return reshape(probs, [batch, kvHeads, groups * n, nk]);
 }
@@ -385,8 +396,11 @@ function mixValues(
     if (!hooked) release(pass, probs);
     return reshape(mixed, [batch, c.heads, seq, c.headDim]);
   }
+  // Last block first: its scores are the largest (on full layers), and the smaller blocks after it
+  // reuse their storage.
   const parts: Tensor<"f32">[] = [];
-  for (let q0 = 0; q0 < seq; q0 += block) {
+  for (let i = Math.ceil(seq / block) - 1; i >= 0; i--) {
+    const q0 = i * block;
     const n = Math.min(block, seq - q0);
     const first = pass.offset + q0;
     const k0 = window === null ? 0 : Math.max(0, first - window + 1 - keys.start);
@@ -397,7 +411,7 @@ function mixValues(
     const mixed = matmul(probs, vb, rounded);
     release(pass, qb, probs);
     if (vb !== keys.v) release(pass, vb);
-    parts.push(reshape(mixed, [batch, c.kvHeads, groups, n, c.headDim]));
+    parts[i] = reshape(mixed, [batch, c.kvHeads, groups, n, c.headDim]);
   }
   const all = concat(parts, 3);
   release(pass, ...parts);
@@ -419,14 +433,19 @@ function attention(pass: Pass, layer: number, w: LayerWeights, x: Tensor<"f32">)
   const projected = (proj: Tensor, normW: Tensor, n: number) => {
     const raw = linear(pass, x, proj);
     const normed = norm(reshape(raw, [batch, seq, n, c.headDim]), normW, eps);
+    release(pass, raw);
     const perm = permute(normed, [0, 2, 1, 3]);
+    if (perm.data !== normed.data) release(pass, normed);
     const rotated = applyRope(perm, rot);
-    release(pass, raw, normed, perm);
+    release(pass, perm);
     return rotated;
   };
   const q = hook(pass, sites.q(layer), projected(w.qProj, w.qNorm, c.heads));
   const k = hook(pass, sites.k(layer), projected(w.kProj, w.kNorm, c.kvHeads));
-  const v = hook(pass, sites.v(layer), heads(linear(pass, x, w.vProj), c.kvHeads));
+  const vRaw = linear(pass, x, w.vProj);
+  const vHeads = heads(vRaw, c.kvHeads);
+  if (vHeads.data !== vRaw.data) release(pass, vRaw);
+  const v = hook(pass, sites.v(layer), vHeads);
 
   const keys: LayerKeys = pass.cache ? pass.cache.update(layer, k, v) : { k, v, start: 0 };
   const mixed = mixValues(pass, layer, la.window, q, keys);
@@ -448,6 +467,48 @@ function projectNorm(pass: Pass, x: Tensor<"f32">, w: Tensor, normW: Tensor): Te
   return out;
 }
 
+/** gelu_tanh(x gate^T) * (x up^T): the MLP's hidden activations. */
+function gatedProduct(pass: Pass, x: Tensor<"f32">, w: LayerWeights): Tensor<"f32"> {
+  const gate = linear(pass, x, w.gateProj);
+  const act = geluTanh(gate);
+  release(pass, gate);
+  const up = linear(pass, x, w.upProj);
+  const product = mul(act, up);
+  release(pass, act, up);
+  return product;
+}
+
+/**
+ * down_proj(hidden) for mlp_in [batch, seq, d_model], hooking the hidden activations. Where nothing
+ * observes them and there are more than twice `pass.mlpRows` rows, the rows go in even chunks.
+ */
+function mlp(pass: Pass, layer: number, w: LayerWeights, mlpIn: Tensor<"f32">): Tensor<"f32"> {
+  const site = sites.mlpHidden(layer);
+  const rows = pass.b.batch * pass.b.seq;
+  const seen = pass.capture.has(site.name) || pass.interventions.has(site.name);
+  if (seen || isRecording() || rows <= 2 * pass.mlpRows) {
+    const hidden = hook(pass, site, gatedProduct(pass, mlpIn, w));
+    const down = linear(pass, hidden, w.downProj);
+    releaseUnseen(pass, site, hidden);
+    return down;
+  }
+  const flat = reshape(mlpIn, [rows, -1]);
+  const chunks = Math.ceil(rows / pass.mlpRows);
+  const parts: Tensor<"f32">[] = [];
+  for (let i = 0; i < chunks; i++) {
+    // Even chunks, so that none is a sliver that the matmul kernels treat differently.
+    const r0 = Math.floor((i * rows) / chunks);
+    const x = narrow(flat, 0, r0, Math.floor(((i + 1) * rows) / chunks) - r0);
+    const hidden = gatedProduct(pass, x, w);
+    release(pass, x);
+    parts.push(linear(pass, hidden, w.downProj));
+    release(pass, hidden);
+  }
+  const down = concat(parts, 0);
+  release(pass, ...parts);
+  return reshape(down, mlpIn.shape);
+}
+
 function block(pass: Pass, layer: number, w: LayerWeights, residPre: Tensor<"f32">): Tensor<"f32"> {
   const eps = pass.config.rmsNormEps;
   const x = hook(pass, sites.residPre(layer), residPre);
@@ -461,19 +522,10 @@ function block(pass: Pass, layer: number, w: LayerWeights, residPre: Tensor<"f32
   // x is also the previous layer's resid_post (or the embedding).
   releaseUnseen(pass, layer === 0 ? sites.embed : sites.residPost(layer - 1), x, sites.residPre(layer));
   const mlpIn = hook(pass, sites.mlpIn(layer), norm(residMid, w.preFeedforwardNorm, eps));
-  const gate = linear(pass, mlpIn, w.gateProj);
-  const act = geluTanh(gate);
-  const up = linear(pass, mlpIn, w.upProj);
-  const product = mul(act, up);
-  release(pass, gate, act, up);
+  const down = mlp(pass, layer, w, mlpIn);
   releaseUnseen(pass, sites.mlpIn(layer), mlpIn);
-  const hidden = hook(pass, sites.mlpHidden(layer), product);
-  const mlpOut = hook(
-    pass,
-    sites.mlpOut(layer),
-    projectNorm(pass, hidden, w.downProj, w.postFeedforwardNorm),
-  );
-  releaseUnseen(pass, sites.mlpHidden(layer), hidden);
+  const mlpOut = hook(pass, sites.mlpOut(layer), norm(down, w.postFeedforwardNorm, eps));
+  release(pass, down);
   const residPost = hook(pass, sites.residPost(layer), add(residMid, mlpOut));
   releaseUnseen(pass, sites.mlpOut(layer), mlpOut);
   releaseUnseen(pass, sites.residMid(layer), residMid);
@@ -517,9 +569,11 @@ export function forward(
       `sequence of ${Math.max(maxPos + 1, offset + b.seq)} positions exceeds max_position_embeddings ${config.maxPositionEmbeddings}`,
     );
   }
-  const ab = options.attentionBlock;
-  if (ab !== undefined && !(Number.isSafeInteger(ab) && ab >= 1))
-    throw new ModelError(`attentionBlock must be a positive integer, got ${ab}`);
+  for (const name of ["attentionBlock", "mlpRows"] as const) {
+    const v = options[name];
+    if (v !== undefined && !(Number.isSafeInteger(v) && v >= 1))
+      throw new ModelError(`${name} must be a positive integer, got ${v}`);
+  }
   const capture = new Set<string>();
   for (const s of options.capture ?? []) capture.add(s.check(config).name);
   const seqIndex = Int32Array.from({ length: b.seq }, (_, i) => offset + i);
@@ -544,25 +598,38 @@ export function forward(
     bf16Inputs: options.bf16MatmulInputs ?? false,
     bf16Attention: (options.bf16MatmulInputs ?? false) && weights.layers[0]?.qProj.dtype === "bf16",
     attentionBlock: options.attentionBlock ?? null,
+    mlpRows: options.mlpRows ?? 1024,
   };
 
   const idTensor = fromStorage(backend, "i32", [b.batch, b.seq], b.ids);
-  let x = hook(
-    pass,
-    sites.embed,
-    affine(embedding(weights.embed, idTensor), embedScale(config.dModel, weights.embed.dtype), 0),
-  );
+  const rows = embedding(weights.embed, idTensor);
+  let x = hook(pass, sites.embed, affine(rows, embedScale(config.dModel, weights.embed.dtype), 0));
+  release(pass, rows);
   for (let l = 0; l < config.layers; l++) x = block(pass, l, weights.layers[l], x);
-  let final = hook(pass, sites.finalNorm, norm(x, weights.finalNorm, config.rmsNormEps));
+  const lastSite = config.layers === 0 ? sites.embed : sites.residPost(config.layers - 1);
+  const normed = hook(pass, sites.finalNorm, norm(x, weights.finalNorm, config.rmsNormEps));
+  releaseUnseen(pass, lastSite, x);
+  let final = normed;
   let logitIndex = seqIndex;
   if (options.logits === "last") {
-    final = narrow(final, 1, b.seq - 1, 1);
+    final = narrow(normed, 1, b.seq - 1, 1);
     logitIndex = seqIndex.subarray(b.seq - 1);
+    releaseUnseen(pass, sites.finalNorm, normed);
   }
   let logits = linear(pass, final, weights.lmHead);
   const cap = config.finalLogitSoftcapping;
-  if (cap !== null) logits = mul(tanh(div(logits, cap)), cap);
+  if (cap !== null) {
+    const scaled = div(logits, cap);
+    release(pass, logits);
+    const squashed = tanh(scaled);
+    release(pass, scaled);
+    logits = mul(squashed, cap);
+    release(pass, squashed);
+  }
+  if (final !== normed) release(pass, final);
+  else releaseUnseen(pass, sites.finalNorm, normed);
   logits = hook(pass, sites.logits, logits, logitIndex);
+  release(pass, ...pass.biases.values());
   if (cache) cache.commit();
   return { logits, activations: pass.activations };
 }
