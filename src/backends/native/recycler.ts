@@ -27,17 +27,15 @@ export class Recycler {
   private readonly capacities: number[] = [];
   /** Every kept buffer, oldest first. */
   private readonly order: ArrayBufferLike[] = [];
-  private readonly kept = new Set<ArrayBufferLike>();
-  /** For each buffer handed out, the one array that may bring it back. */
-  private readonly issued = new WeakMap<ArrayBufferLike, Float32Array>();
+  /**
+   * The arrays handed out and not yet brought back: only these may bring their buffer back, and
+   * each once. (A set of the arrays rather than a map from their buffers, which would keep a dead
+   * array's buffer reachable until a full collection: 1 GiB of logits, say.)
+   */
+  private readonly issued = new WeakSet<Float32Array>();
   private bytes = 0;
 
   constructor(private readonly options: RecyclerOptions) {}
-
-  /** Bytes kept now. */
-  get keptBytes(): number {
-    return this.bytes;
-  }
 
   /** A kept buffer's front as an array of `length`, or undefined when none fits. */
   take(length: number): Float32Array | undefined {
@@ -55,14 +53,14 @@ export class Recycler {
 
   /** Registers a freshly allocated output as one that `keep` may take back. */
   issue(data: Float32Array): Float32Array {
-    if (data.length >= this.options.minLength) this.issued.set(data.buffer, data);
+    if (data.length >= this.options.minLength && data.byteOffset === 0) this.issued.add(data);
     return data;
   }
 
   /** Keeps `data`'s buffer for later outputs when it is an array this pool issued; else nothing. */
   keep(data: Float32Array): void {
+    if (!this.issued.delete(data)) return;
     const buffer = data.buffer;
-    if (this.issued.get(buffer) !== data || this.kept.has(buffer)) return;
     if (buffer.byteLength > this.options.maxBytes) return;
     while (this.bytes + buffer.byteLength > this.options.maxBytes) this.evictOldest();
     const capacity = buffer.byteLength / Float32Array.BYTES_PER_ELEMENT;
@@ -73,7 +71,6 @@ export class Recycler {
       this.capacities.splice(lowerBound(this.capacities, capacity), 0, capacity);
     }
     this.order.push(buffer);
-    this.kept.add(buffer);
     this.bytes += buffer.byteLength;
   }
 
@@ -91,7 +88,6 @@ export class Recycler {
       this.capacities.splice(lowerBound(this.capacities, capacity), 1);
     }
     this.order.splice(this.order.indexOf(buffer), 1);
-    this.kept.delete(buffer);
     this.bytes -= buffer.byteLength;
   }
 }
