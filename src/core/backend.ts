@@ -195,6 +195,11 @@ export interface Backend {
    * view may share the array.
    */
   recycle?(data: Float32Array): void;
+  /**
+   * Gives up the recycled arrays that nothing took since the previous call, so that buffers of
+   * shapes a workload no longer uses are not held. Optional; the forward pass calls it at its end.
+   */
+  trimRecycled?(): void;
 
   matmul(a: Float32Array, b: FloatSource, out: Float32Array, args: MatmulArgs): void;
   /** Same as `matmul`, off the event loop. */

@@ -1025,6 +1025,16 @@ describe("native backend", { skip }, () => {
     recycle(whole.subarray(0, 70000)); // not an array the pool handed out
     recycle(whole);
     assert.notEqual(alloc(70000).buffer, whole.buffer);
+    // trimRecycled gives up what nothing took since the previous call, and keeps what came back since.
+    const trim = N.trimRecycled?.bind(N) ?? assert.fail("trimRecycled missing");
+    trim();
+    const [stale, used] = [alloc(200000), alloc(500000)];
+    recycle(stale);
+    trim();
+    recycle(used);
+    trim();
+    assert.notEqual(alloc(200000).buffer, stale.buffer, "unused since the last trim: given up");
+    assert.equal(alloc(500000).buffer, used.buffer, "handed back since the last trim: kept");
     // At most 128 MiB is kept: past it the oldest arrays are given up.
     const big = 12 << 20; // 48 MiB
     const [x, y, z] = [alloc(big), alloc(big), alloc(big)];

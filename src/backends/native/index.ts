@@ -274,6 +274,7 @@ function wrap(addon: Addon): NativeBackend {
     name: "native",
     allocOutput,
     recycle: (data) => recycler.keep(data),
+    trimRecycled: () => recycler.trim(),
     matmul: (a, b, out, args) => addon.matmul(...matmulArgs(a, b, out, args)),
     matmulAsync: async (a, b, out, args) => addon.matmulAsync(...matmulArgs(a, b, out, args)),
     unary: (op, x, out) => addon.unary(UNARY[op], x, out),

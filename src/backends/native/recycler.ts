@@ -33,6 +33,8 @@ export class Recycler {
    * array's buffer reachable until a full collection: 1 GiB of logits, say.)
    */
   private readonly issued = new WeakSet<Float32Array>();
+  /** Buffers kept since the last `trim`. */
+  private readonly recent = new Set<ArrayBufferLike>();
   private bytes = 0;
 
   constructor(private readonly options: RecyclerOptions) {}
@@ -71,11 +73,24 @@ export class Recycler {
       this.capacities.splice(lowerBound(this.capacities, capacity), 0, capacity);
     }
     this.order.push(buffer);
+    this.recent.add(buffer);
     this.bytes += buffer.byteLength;
   }
 
+  /**
+   * Gives up every buffer kept before the last call that nothing took since: what one forward pass
+   * hands back, the next of the same shapes reuses, and buffers of shapes no longer used go.
+   */
+  trim(): void {
+    for (const buffer of [...this.order]) if (!this.recent.has(buffer)) this.evict(buffer);
+    this.recent.clear();
+  }
+
   private evictOldest(): void {
-    const buffer = this.order[0];
+    this.evict(this.order[0]);
+  }
+
+  private evict(buffer: ArrayBufferLike): void {
     const capacity = buffer.byteLength / Float32Array.BYTES_PER_ELEMENT;
     const list = this.byCapacity.get(capacity);
     if (list) this.remove(buffer, capacity, list);
@@ -88,6 +103,7 @@ export class Recycler {
       this.capacities.splice(lowerBound(this.capacities, capacity), 1);
     }
     this.order.splice(this.order.indexOf(buffer), 1);
+    this.recent.delete(buffer);
     this.bytes -= buffer.byteLength;
   }
 }

@@ -303,10 +303,13 @@ function hook(pass: Pass, site: Site, x: Tensor<"f32">, seqIndex = pass.seqIndex
  * output that no live tensor shares (views of it are dead too).
  */
 function release(pass: Pass, ...ts: Tensor<"f32">[]): void {
-  const recycle = pass.backend.recycle;
+  if (!recycling(pass)) return;
+  for (const t of ts) pass.backend.recycle?.(t.data);
+}
+
+function recycling(pass: Pass): boolean {
   // Decoding steps: small arrays whose lengths grow with the cache, never needed again.
-  if (recycle === undefined || isRecording() || (pass.cache && pass.b.seq === 1)) return;
-  for (const t of ts) recycle.call(pass.backend, t.data);
+  return pass.backend.recycle !== undefined && !isRecording() && !(pass.cache && pass.b.seq === 1);
 }
 
 /** `release` for a site's value that nothing outside the pass saw (no capture, no intervention there). */
@@ -630,6 +633,7 @@ export function forward(
   else releaseUnseen(pass, sites.finalNorm, normed);
   logits = hook(pass, sites.logits, logits, logitIndex);
   release(pass, ...pass.biases.values());
+  if (recycling(pass)) backend.trimRecycled?.();
   if (cache) cache.commit();
   return { logits, activations: pass.activations };
 }
