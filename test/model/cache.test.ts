@@ -109,11 +109,45 @@ for (const backend of availableBackends()) {
       model.config.layerTypes.forEach((type, l) => {
         assert.equal(cache.keysHeld(l), type === "sliding_attention" ? window : long.length, `layer ${l}`);
       });
+      // Storage starts at 64 keys per layer and has not grown by 40 tokens.
       const c = model.config;
       const perKey = 2 * c.kvHeads * c.headDim * 4;
-      const fullLayers = c.layerTypes.filter((t) => t === "full_attention").length;
-      assert.equal(cache.bytes, perKey * (fullLayers * long.length + (c.layers - fullLayers) * window));
+      assert.equal(cache.bytes, perKey * c.layers * 64);
     });
+
+    // Past 64 keys the storage grows (full layers) or moves its last window down (sliding layers,
+    // at twice the window); with one sequence and one key head attention reads it in place.
+    for (const kvHeads of [1, 2]) {
+      for (const rows of [1, 2]) {
+        test(`long decoding (${kvHeads} key head(s), batch ${rows}) equals the full forward`, () => {
+          const m = tinyModel(backend, { num_key_value_heads: kvHeads, max_position_embeddings: 256 });
+          const seqs = Array.from({ length: rows }, (_, r) => tokens(160, 20 + r));
+          const whole = m.forward(seqs).logits;
+          const scale = 1e-5 * maxAbs(whole);
+          const cache = m.newCache(rows);
+          const prefill = 7;
+          m.forward(
+            seqs.map((s) => s.slice(0, prefill)),
+            { cache },
+          );
+          for (let t = prefill; t < 160; t++) {
+            const step = m.forward(
+              seqs.map((s) => [s[t]]),
+              { cache, logits: "last" },
+            ).logits;
+            const diff = maxAbsDiff(step, narrow(whole, 1, t, 1));
+            if (!(diff <= scale)) assert.fail(`position ${t}: ${diff}`);
+          }
+          const w = m.config.slidingWindow;
+          m.config.layerTypes.forEach((type, l) => {
+            assert.equal(cache.keysHeld(l), type === "sliding_attention" ? w : 160, `layer ${l}`);
+          });
+          const perKey = 2 * rows * kvHeads * m.config.headDim * 4;
+          const full = m.config.layerTypes.filter((t) => t === "full_attention").length;
+          assert.equal(cache.bytes, perKey * (full * 256 + (m.config.layers - full) * 64));
+        });
+      }
+    }
 
     test("padding is invisible: padded rows equal the row alone", () => {
       const row = tokens(7, 4);

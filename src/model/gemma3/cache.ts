@@ -4,12 +4,17 @@
  * keys and values, so their memory is bounded whatever the sequence length; full-attention layers
  * keep every key. The cache also remembers which key positions are padding (the attention mask).
  *
+ * Storage is preallocated per layer, [batch, kv_heads, capacity, head_dim], and new keys are
+ * written in place: a decoding step copies its own keys only, not the whole cache (transformers
+ * concatenates). Capacity doubles when full; a sliding layer's stops at twice its window, and
+ * when that fills it moves its last `window` keys to the front (one copy per `window` steps). With one sequence and one key head (gemma-3-270m, 1b) the attention reads the storage
+ * directly; otherwise the keys it sees are gathered into one contiguous array per call.
+ *
  * Sequence indices count every token fed so far (padding included), as transformers'
  * `cache_position` does; sliding windows are measured in them.
  */
 import { ModelError } from "../../core/errors.js";
-import { concat, narrow } from "../../core/ops/shape.js";
-import type { Tensor } from "../../core/tensor.js";
+import { fromStorage, type Tensor } from "../../core/tensor.js";
 import { type Gemma3Config, layerAttention } from "./config.js";
 
 /** Keys and values a layer's queries attend to in one forward call. */
@@ -22,11 +27,18 @@ export interface LayerKeys {
   readonly start: number;
 }
 
+/** One layer's storage: slot i of each (sequence, head) block holds sequence index start + i. */
 interface Held {
-  readonly k: Tensor<"f32">;
-  readonly v: Tensor<"f32">;
-  readonly start: number;
+  k: Float32Array;
+  v: Float32Array;
+  capacity: number;
+  /** Slots in use. */
+  len: number;
+  start: number;
 }
+
+/** Smallest capacity a layer starts with (keys). */
+const MIN_CAPACITY = 64;
 
 export class KVCache {
   readonly batch: number;
@@ -56,10 +68,13 @@ export class KVCache {
 
   /** Keys held for `layer` (at most its window on sliding layers). */
   keysHeld(layer: number): number {
-    return this.held[layer]?.k.shape[2] ?? 0;
+    const h = this.held[layer];
+    if (h === null) return 0;
+    const w = this.windows[layer];
+    return w === null ? h.len : Math.min(h.len, w);
   }
 
-  /** Bytes of key and value storage held. */
+  /** Bytes of key and value storage allocated (capacity, not only the keys held). */
   get bytes(): number {
     let n = 0;
     for (const h of this.held) if (h) n += h.k.byteLength + h.v.byteLength;
@@ -87,23 +102,39 @@ export class KVCache {
 
   /** Appends a layer's new keys/values; returns everything its queries may see. @internal */
   update(layer: number, k: Tensor<"f32">, v: Tensor<"f32">): LayerKeys {
-    const h = this.held[layer];
-    const all: LayerKeys = h
-      ? { k: concat([h.k, k], 2), v: concat([h.v, v], 2), start: h.start }
-      : { k, v, start: this.len };
+    const [batch, heads, seq, dim] = k.shape;
+    const blocks = batch * heads;
     const window = this.windows[layer];
-    const total = all.k.shape[2];
-    if (window !== null && total > window) {
-      const drop = total - window;
-      this.held[layer] = {
-        k: narrow(all.k, 2, drop, window),
-        v: narrow(all.v, 2, drop, window),
-        start: all.start + drop,
-      };
-    } else {
-      this.held[layer] = all;
+    let h = this.held[layer];
+    if (h === null) {
+      h = { k: new Float32Array(0), v: new Float32Array(0), capacity: 0, len: 0, start: this.len };
+      resize(h, blocks, dim, Math.max(MIN_CAPACITY, seq), 0);
+      this.held[layer] = h;
     }
-    return all;
+    if (h.len + seq > h.capacity) {
+      // A sliding layer keeps its last `window` keys only (later queries see no earlier one).
+      const drop = window === null ? 0 : Math.max(0, h.len - window);
+      const need = h.len - drop + seq;
+      // Doubling; a sliding layer stops at twice its window and then moves its keys down in place.
+      const grown = Math.max(need, 2 * h.capacity);
+      const capacity = window === null ? grown : Math.max(need, h.capacity, Math.min(grown, 2 * window));
+      resize(h, blocks, dim, capacity, drop);
+    }
+    for (let b = 0; b < blocks; b++) {
+      const at = (b * h.capacity + h.len) * dim;
+      h.k.set(k.data.subarray(b * seq * dim, (b + 1) * seq * dim), at);
+      h.v.set(v.data.subarray(b * seq * dim, (b + 1) * seq * dim), at);
+    }
+    // Keys before the first one the earliest new query sees (sliding layers) are left out.
+    const skip = window === null ? 0 : Math.max(0, h.len - window + 1);
+    const shape = [batch, heads, h.len + seq - skip, dim];
+    const keys: LayerKeys = {
+      k: visible(k, h.k, h.capacity, shape, skip),
+      v: visible(v, h.v, h.capacity, shape, skip),
+      start: h.start + skip,
+    };
+    h.len += seq;
+    return keys;
   }
 
   /** Ends the forward call started by `begin`. @internal */
@@ -111,4 +142,44 @@ export class KVCache {
     this.len += this.pending;
     this.pending = 0;
   }
+}
+
+/** Slots [skip, skip + shape[2]) of every block of `data` as one tensor of `shape` (on like's backend). */
+function visible(
+  like: Tensor<"f32">,
+  data: Float32Array,
+  capacity: number,
+  shape: readonly number[],
+  skip: number,
+): Tensor<"f32"> {
+  const [batch, heads, n, dim] = shape;
+  const blocks = batch * heads;
+  if (blocks === 1)
+    return fromStorage(like.backend, "f32", shape, data.subarray(skip * dim, (skip + n) * dim));
+  const out = new Float32Array(blocks * n * dim);
+  for (let b = 0; b < blocks; b++) {
+    const from = (b * capacity + skip) * dim;
+    out.set(data.subarray(from, from + n * dim), b * n * dim);
+  }
+  return fromStorage(like.backend, "f32", shape, out);
+}
+
+/** Gives `h` storage of `capacity` slots per block, keeping its held slots from `drop` on. */
+function resize(h: Held, blocks: number, dim: number, capacity: number, drop: number): void {
+  const keep = h.len - drop;
+  const move = (old: Float32Array): Float32Array => {
+    const inPlace = capacity === h.capacity;
+    const out = inPlace ? old : new Float32Array(blocks * capacity * dim);
+    for (let b = 0; b < blocks; b++) {
+      const from = (b * h.capacity + drop) * dim;
+      if (inPlace) out.copyWithin(b * capacity * dim, from, from + keep * dim);
+      else out.set(old.subarray(from, from + keep * dim), b * capacity * dim);
+    }
+    return out;
+  };
+  h.k = move(h.k);
+  h.v = move(h.v);
+  h.capacity = capacity;
+  h.len = keep;
+  h.start += drop;
 }
