@@ -21,7 +21,16 @@ import { matmul } from "../src/core/ops/linalg.js";
 import { fromStorage, full, zeros } from "../src/core/tensor.js";
 import { jumpRelu } from "../src/dictionaries/activations/jumprelu.js";
 import { Sae } from "../src/dictionaries/architectures/sae.js";
-import { machine, median, nativeOrExit, numberFlag, packageRoot, printTable, wantJson } from "./util.js";
+import {
+  machine,
+  median,
+  nativeOrExit,
+  normalUpperQuantile,
+  numberFlag,
+  packageRoot,
+  printTable,
+  wantJson,
+} from "./util.js";
 
 const CONFIGS: readonly (readonly [number, number])[] = [
   [640, 16384],
@@ -35,42 +44,6 @@ const batch = numberFlag("batch", 1024);
 const l0 = numberFlag("l0", 64);
 const runs = numberFlag("runs", 3);
 const rounds = numberFlag("rounds", 1);
-
-/** Complementary error function (Numerical Recipes `erfcc`, fractional error < 1.2e-7). */
-function erfc(x: number): number {
-  const z = Math.abs(x);
-  const t = 1 / (1 + 0.5 * z);
-  const r =
-    t *
-    Math.exp(
-      -z * z -
-        1.26551223 +
-        t *
-          (1.00002368 +
-            t *
-              (0.37409196 +
-                t *
-                  (0.09678418 +
-                    t *
-                      (-0.18628806 +
-                        t *
-                          (0.27886807 +
-                            t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
-    );
-  return x >= 0 ? r : 2 - r;
-}
-
-/** z with P(N(0,1) > z) = p. */
-function thresholdFor(p: number): number {
-  let lo = -10;
-  let hi = 10;
-  for (let i = 0; i < 200; i++) {
-    const mid = (lo + hi) / 2;
-    if (0.5 * erfc(mid / Math.SQRT2) > p) lo = mid;
-    else hi = mid;
-  }
-  return (lo + hi) / 2;
-}
 
 /** n floats uniform in [-a, a) from a seeded LCG. */
 function uniform(n: number, seed: number, a: number): Float32Array {
@@ -116,7 +89,7 @@ function child(dIn: number, width: number): Result {
   const x = fromStorage(native, "f32", [batch, dIn], uniform(batch * dIn, 3, Math.sqrt(3)));
   const dict = new Sae(
     { wEnc, bEnc: zeros(native, [width]), wDec, bDec: zeros(native, [dIn]) },
-    jumpRelu(full(native, [width], thresholdFor(l0 / width))),
+    jumpRelu(full(native, [width], normalUpperQuantile(l0 / width))),
     { hookIn: null, hookOut: null, l0: null, modelName: null, source: "bench" },
   );
   const rssWeights = rss();

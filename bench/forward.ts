@@ -20,7 +20,6 @@
  *   npm run build && node dist/bench/forward.js [--rounds 2] [--reps 2] [--min-seconds 1] [--dtypes f32,bf16]
  *     [--points 128x1,128x8,1024x1] [--gen-prompt 16] [--gen-new 32] [--threads 2] [--logits all|last] [--configs 270m,1b] [--no-torch] [--json]
  */
-import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,11 +28,12 @@ import { loadGemma3Config } from "../src/model/gemma3/config.js";
 import { generate } from "../src/model/gemma3/generate.js";
 import { loadGemma3 } from "../src/model/gemma3/model.js";
 import { type CheckpointShape, randomGemma3, randomGemma3_270m } from "./forward-model.js";
+import { median, packageRoot, referencePython, spawnJson } from "./util.js";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const compiled = import.meta.url.endsWith(".js");
-const repoRoot = compiled ? join(here, "..", "..") : join(here, "..");
-const PYTHON = join(repoRoot, "reference", ".venv", "bin", "python");
+const repoRoot = packageRoot();
+const PYTHON = referencePython();
 
 interface Args {
   rounds: number;
@@ -193,18 +193,7 @@ function childArgs(args: Args, dtype: string): string[] {
   ];
 }
 
-function spawnJson(cmd: string, argv: string[], env: NodeJS.ProcessEnv): RunResult {
-  const r = spawnSync(cmd, argv, { cwd: repoRoot, encoding: "utf8", env, maxBuffer: 1 << 26 });
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(" ")} failed:\n${r.stderr}`);
-  const line = r.stdout.trim().split("\n").at(-1) ?? "";
-  return JSON.parse(line) as RunResult;
-}
-
 const min = (xs: number[]) => Math.min(...xs);
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const mib = (b: number) => (b / 2 ** 20).toFixed(0);
 
 async function main(): Promise<void> {
@@ -263,10 +252,12 @@ async function main(): Promise<void> {
       ...childArgs(args, m.dtype),
     ];
     for (let round = 0; round < args.rounds; round++) {
-      runs.glassbox.push(spawnJson(process.execPath, child, env));
-      runs["glassbox, bf16 inputs"]?.push(spawnJson(process.execPath, [...child, "--bf16-inputs"], env));
-      runs.PyTorch?.push(spawnJson(PYTHON, python, env));
-      runs["PyTorch, f32 compute"]?.push(spawnJson(PYTHON, [...python, "--compute", "f32"], env));
+      runs.glassbox.push(spawnJson<RunResult>(process.execPath, child, env));
+      runs["glassbox, bf16 inputs"]?.push(
+        spawnJson<RunResult>(process.execPath, [...child, "--bf16-inputs"], env),
+      );
+      runs.PyTorch?.push(spawnJson<RunResult>(PYTHON, python, env));
+      runs["PyTorch, f32 compute"]?.push(spawnJson<RunResult>(PYTHON, [...python, "--compute", "f32"], env));
     }
     const checkpointBytes = statSync(join(m.dir, "model.safetensors")).size;
     report.push({ model: m.name, dtype: m.dtype, checkpointBytes, runs });

@@ -16,7 +16,6 @@
  *   npm run build && node dist/bench/harvest.js [--rounds 3] [--tokens 32768] [--layer 3]
  *     [--context 256] [--batch 8] [--threads 2] [--data data/corpus/validation.jsonl] [--no-saelens] [--json]
  */
-import { spawnSync } from "node:child_process";
 import {
   copyFileSync,
   existsSync,
@@ -37,11 +36,12 @@ import { defaultBackend } from "../src/backends/index.js";
 import { SafetensorsWriter } from "../src/io/safetensors-write.js";
 import { Tokenizer } from "../src/io/tokenizer.js";
 import { loadGemma3 } from "../src/model/gemma3/model.js";
+import { median, packageRoot, referencePython, spawnJson } from "./util.js";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const compiled = import.meta.url.endsWith(".js");
-const repoRoot = compiled ? join(here, "..", "..") : join(here, "..");
-const PYTHON = join(repoRoot, "reference", ".venv", "bin", "python");
+const repoRoot = packageRoot();
+const PYTHON = referencePython();
 
 interface Args {
   rounds: number;
@@ -232,17 +232,6 @@ async function runChild(args: Args, modelDir: string, mode: "stream" | "store"):
   };
 }
 
-function spawnJson(cmd: string, argv: string[], env: NodeJS.ProcessEnv): RunResult {
-  const r = spawnSync(cmd, argv, { cwd: repoRoot, encoding: "utf8", env, maxBuffer: 1 << 26 });
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(" ")} failed:\n${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split("\n").at(-1) ?? "") as RunResult;
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   if (args.child !== null) {
@@ -277,11 +266,15 @@ async function main(): Promise<void> {
   for (let round = 0; round < args.rounds; round++) {
     for (const mode of ["stream", "store"] as const)
       runs[`glassbox-${mode}`].push(
-        spawnJson(process.execPath, [...nodeArgs, "--child", mode, "--model", modelDir, ...common], env),
+        spawnJson<RunResult>(
+          process.execPath,
+          [...nodeArgs, "--child", mode, "--model", modelDir, ...common],
+          env,
+        ),
       );
     if (saelens)
       runs.sae_lens.push(
-        spawnJson(
+        spawnJson<RunResult>(
           PYTHON,
           [
             join(repoRoot, "reference", "bench_harvest.py"),

@@ -21,7 +21,16 @@ import { fileURLToPath } from "node:url";
 import { parseTrainingConfig } from "../src/training/config.js";
 import { ArraySource } from "../src/training/source.js";
 import { Trainer } from "../src/training/trainer.js";
-import { machine, median, nativeOrExit, numberFlag, packageRoot, printTable, wantJson } from "./util.js";
+import {
+  machine,
+  median,
+  nativeOrExit,
+  normalUpperQuantile,
+  numberFlag,
+  packageRoot,
+  printTable,
+  wantJson,
+} from "./util.js";
 
 const ARCHS = ["jumprelu", "batchtopk"] as const;
 type Arch = (typeof ARCHS)[number];
@@ -34,30 +43,6 @@ const l0 = numberFlag("l0", 64);
 const steps = numberFlag("steps", 5);
 const warmup = numberFlag("warmup", 2);
 const rounds = numberFlag("rounds", 1);
-
-/** z with P(N(0,1) > z) = p (bisection on a Chebyshev-fitted erfc, as dictionaries.bench.ts). */
-function thresholdFor(p: number): number {
-  const erfc = (x: number): number => {
-    const z = Math.abs(x);
-    const t = 1 / (1 + 0.5 * z);
-    const poly = [
-      -1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587,
-      -0.82215223, 0.17087277,
-    ];
-    let s = 0;
-    for (let i = poly.length - 1; i >= 1; i--) s = t * (poly[i] + s);
-    const r = t * Math.exp(-z * z + poly[0] + s);
-    return x >= 0 ? r : 2 - r;
-  };
-  let lo = -10;
-  let hi = 10;
-  for (let i = 0; i < 200; i++) {
-    const mid = (lo + hi) / 2;
-    if (0.5 * erfc(mid / Math.SQRT2) > p) lo = mid;
-    else hi = mid;
-  }
-  return (lo + hi) / 2;
-}
 
 interface SideResult {
   readonly side: string;
@@ -81,7 +66,7 @@ async function child(arch: Arch): Promise<void> {
   const source = new ArraySource(new Map([["x", { d: dIn, values: x }]]), 1_000_000);
   const rule =
     arch === "jumprelu"
-      ? { kind: arch, targetL0: l0, initialThreshold: thresholdFor(l0 / width) / Math.sqrt(dIn) }
+      ? { kind: arch, targetL0: l0, initialThreshold: normalUpperQuantile(l0 / width) / Math.sqrt(dIn) }
       : { kind: arch, k: l0 };
   const config = parseTrainingConfig({
     batchSize: batch,

@@ -1,9 +1,11 @@
 /**
  * Shared helpers for the benchmarks in bench/: timing (warm-up, then repeated runs, median), a plain
- * text table, the `--json` switch, the package root and the native backend (or a clear exit).
+ * text table, the `--json` switch, the package root, the reference oracle's Python and child
+ * processes that answer in JSON, the native backend (or a clear exit), seeded data.
  * Each `*.bench.ts` file runs alone (`node dist/bench/<name>.bench.js [--json]`) or through
  * `scripts/run-bench.mjs`.
  */
+import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -78,6 +80,18 @@ export function packageRoot(): string {
   throw new Error("bench: package root (binding.gyp) not found");
 }
 
+/** The reference oracle's Python (`reference/.venv`, made by `reference/setup.sh`); may not exist. */
+export function referencePython(): string {
+  return join(packageRoot(), "reference", ".venv", "bin", "python");
+}
+
+/** Runs `cmd argv` in the package root; the last line it prints is its JSON answer. */
+export function spawnJson<T>(cmd: string, argv: readonly string[], env: NodeJS.ProcessEnv): T {
+  const r = spawnSync(cmd, argv, { cwd: packageRoot(), encoding: "utf8", env, maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(" ")} failed:\n${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split("\n").at(-1) ?? "") as T;
+}
+
 /** The native backend, or exit with the reason it is unavailable. */
 export function nativeOrExit(): NativeBackend {
   const load = tryLoadNative();
@@ -101,4 +115,28 @@ export function randomFloats(n: number, seed: number): Float32Array {
 
 export function machine(): string {
   return `${process.platform} ${process.arch}, node ${process.version}`;
+}
+
+/** z with P(N(0,1) > z) = p: bisection on erfc (Numerical Recipes' `erfcc`, error < 1.2e-7). */
+export function normalUpperQuantile(p: number): number {
+  const erfc = (x: number): number => {
+    const z = Math.abs(x);
+    const t = 1 / (1 + 0.5 * z);
+    const poly = [
+      -1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587,
+      -0.82215223, 0.17087277,
+    ];
+    let s = 0;
+    for (let i = poly.length - 1; i >= 1; i--) s = t * (poly[i] + s);
+    const r = t * Math.exp(-z * z + poly[0] + s);
+    return x >= 0 ? r : 2 - r;
+  };
+  let lo = -10;
+  let hi = 10;
+  for (let i = 0; i < 200; i++) {
+    const mid = (lo + hi) / 2;
+    if (0.5 * erfc(mid / Math.SQRT2) > p) lo = mid;
+    else hi = mid;
+  }
+  return (lo + hi) / 2;
 }

@@ -27,15 +27,17 @@ export function fsyncDirSync(dir: string): void {
   }
 }
 
-/** Writes `data` to `path` atomically (see the module header). Errors are rethrown unchanged. */
-export function writeFileAtomicSync(path: string, data: string | Uint8Array): void {
-  const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+/**
+ * Replaces `path` atomically with what `write` puts into the temporary file it is given (an open
+ * file descriptor; see the module header). Errors, from `write` or the file system, are rethrown
+ * unchanged after the temporary file is removed.
+ */
+export function replaceFileSync(path: string, write: (fd: number) => void): void {
   const tmp = tempPathFor(path);
   let fd = -1;
   try {
     fd = openSync(tmp, "wx");
-    let done = 0;
-    while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done, done);
+    write(fd);
     fsyncSync(fd);
     closeSync(fd);
     fd = -1;
@@ -52,4 +54,13 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array): vo
     throw e;
   }
   fsyncDirSync(dirname(path));
+}
+
+/** Writes `data` to `path` atomically (see the module header). Errors are rethrown unchanged. */
+export function writeFileAtomicSync(path: string, data: string | Uint8Array): void {
+  const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+  replaceFileSync(path, (fd) => {
+    let done = 0;
+    while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done, done);
+  });
 }

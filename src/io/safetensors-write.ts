@@ -16,11 +16,11 @@
  * every platform Node supports for this project).
  */
 
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { writeSync } from "node:fs";
 import { type FileHandle, open, rename, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
 import { SafetensorsError } from "../core/errors.js";
-import { fsyncDirSync, tempPathFor } from "./atomic-file.js";
+import { fsyncDirSync, replaceFileSync, tempPathFor } from "./atomic-file.js";
 import { ioMessage } from "./positioned-read.js";
 import { isSafetensorsDType, SAFETENSORS_DTYPE_BYTES, type SafetensorsDType } from "./safetensors-dtype.js";
 import { MAX_HEADER_BYTES, METADATA_KEY } from "./safetensors-header.js";
@@ -260,28 +260,14 @@ export function writeSafetensorsSync(
   const list = entriesOf(tensors);
   const layout = planLayout(path, list, metadata);
   for (const [name, t] of list) checkBytes(path, name, bytesOf(t), layout.slots.get(name)!.byteLength);
-  const tempPath = tempPathFor(path);
-  let fd = -1;
   try {
-    fd = openSync(tempPath, "wx");
-    writeAllSync(fd, layout.head, 0);
-    for (const [name, t] of list) writeAllSync(fd, bytesOf(t), layout.slots.get(name)!.at);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = -1;
-    renameSync(tempPath, path);
+    replaceFileSync(path, (fd) => {
+      writeAllSync(fd, layout.head, 0);
+      for (const [name, t] of list) writeAllSync(fd, bytesOf(t), layout.slots.get(name)!.at);
+    });
   } catch (e) {
-    if (fd >= 0) {
-      try {
-        closeSync(fd);
-      } catch {}
-    }
-    try {
-      unlinkSync(tempPath);
-    } catch {}
     throw wrapIo(path, e);
   }
-  fsyncDirSync(dirname(path));
 }
 
 function writeAllSync(fd: number, bytes: Uint8Array, position: number): void {
