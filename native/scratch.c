@@ -32,9 +32,9 @@ static void release(void *v) {
 static void make_key(void) { pthread_key_create(&key, release); }
 
 void *gb_scratch(int slot, size_t bytes) {
+  pthread_once(&once, make_key);
   bytes = bytes == 0 ? 64 : (bytes + 63) / 64 * 64;
   if (bytes > GB_SCRATCH_KEEP) return aligned_alloc(64, bytes);
-  pthread_once(&once, make_key);
   slots *s = pthread_getspecific(key);
   if (!s) {
     s = calloc(1, sizeof *s);
@@ -52,6 +52,7 @@ void *gb_scratch(int slot, size_t bytes) {
 }
 
 void gb_scratch_done(int slot, void *p) {
+  pthread_once(&once, make_key);
   slots *s = pthread_getspecific(key);
   if (!s || s->p[slot] != p) free(p);
 }

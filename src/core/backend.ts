@@ -192,7 +192,8 @@ export interface Backend {
    * Hands back an array from `allocOutput` that nothing will read or write again, so that a later
    * `allocOutput` of the same size can reuse its memory (already mapped: no page faults, no garbage
    * left for the collector). Optional. The caller must hold the only reference: no other tensor or
-   * view may share the array.
+   * view may share the array (a reshape does, and so does a permute that moves only size-1 axes).
+   * A reused output may be a view of a buffer up to twice its length.
    */
   recycle?(data: Float32Array): void;
   /**

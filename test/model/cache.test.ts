@@ -98,7 +98,7 @@ for (const backend of availableBackends()) {
       assert.ok(maxAbsDiff(chunked.logits, whole.logits) <= 1e-6 * maxAbs(whole.logits));
       const resid = (r: typeof whole) => r.activations.get(sites.residPost(last));
       assert.ok(maxAbsDiff(resid(chunked), resid(whole)) <= 1e-6 * maxAbs(resid(whole)));
-      assert.throws(() => model.forward(long, { mlpRows: 1.5 }), /mlpRows must be a positive integer/);
+      assert.throws(() => model.forward(long, { mlpRows: 4 }), /mlpRows must be an integer of at least 8/);
     });
 
     test("sliding layers hold at most `window` keys; full layers hold all", () => {
@@ -113,6 +113,24 @@ for (const backend of availableBackends()) {
       const c = model.config;
       const perKey = 2 * c.kvHeads * c.headDim * 4;
       assert.equal(cache.bytes, perKey * c.layers * 64);
+    });
+
+    test("after a long prefill, sliding layers go back to bounded storage", () => {
+      const m = tinyModel(backend, { max_position_embeddings: 256 });
+      const seq = tokens(160, 30);
+      const whole = m.forward([seq]).logits;
+      const cache = m.newCache(1);
+      m.forward([seq.slice(0, 150)], { cache });
+      for (let t = 150; t < 160; t++) {
+        const step = m.forward([[seq[t]]], { cache, logits: "last" }).logits;
+        const diff = maxAbsDiff(step, narrow(whole, 1, t, 1));
+        assert.ok(diff <= 1e-5 * maxAbs(whole), `position ${t}: ${diff}`);
+      }
+      const c = m.config;
+      const perKey = 2 * c.kvHeads * c.headDim * 4;
+      const full = c.layerTypes.filter((t) => t === "full_attention").length;
+      // Full layers: 150 slots, doubled to 300 at the first step; sliding layers: 64 (2 x window < 64).
+      assert.equal(cache.bytes, perKey * (full * 300 + (c.layers - full) * 64));
     });
 
     // Past 64 keys the storage grows (full layers) or moves its last window down (sliding layers,

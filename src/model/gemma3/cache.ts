@@ -134,6 +134,10 @@ export class KVCache {
       start: h.start + skip,
     };
     h.len += seq;
+    // After a chunk longer than the bound, a sliding layer goes back to twice its window (the keys
+    // returned above keep the old storage for this call).
+    const bound = Math.max(MIN_CAPACITY, 2 * (window ?? 0));
+    if (window !== null && h.capacity > bound) resize(h, blocks, dim, bound, Math.max(0, h.len - window));
     return keys;
   }
 

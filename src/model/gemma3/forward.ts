@@ -68,7 +68,7 @@ export interface ForwardOptions {
    * Rows (batch x sequence positions) the MLP takes at once on inputs of more than twice as many,
    * where nothing observes its hidden activations: its gate, up and hidden arrays are [rows, d_mlp]
    * each, so a long prompt's MLP memory stops growing with its length. Each row's result is the same.
-   * Default 1024 (below that one chunk is fastest: each chunk repacks the weights).
+   * At least 8; default 1024 (below that one chunk is fastest: each chunk repacks the weights).
    */
   readonly mlpRows?: number;
 }
@@ -458,7 +458,8 @@ function attention(pass: Pass, layer: number, w: LayerWeights, x: Tensor<"f32">)
     releaseUnseen(pass, sites.v(layer), v);
   }
   const zHeads = permute(mixed, [0, 2, 1, 3]);
-  release(pass, mixed);
+  // One token or one head: the permute is a reshape sharing mixed's storage, freed with z later.
+  if (zHeads.data !== mixed.data) release(pass, mixed);
   return hook(pass, sites.z(layer), reshape(zHeads, [batch, seq, c.heads * c.headDim]));
 }
 
@@ -572,11 +573,13 @@ export function forward(
       `sequence of ${Math.max(maxPos + 1, offset + b.seq)} positions exceeds max_position_embeddings ${config.maxPositionEmbeddings}`,
     );
   }
-  for (const name of ["attentionBlock", "mlpRows"] as const) {
-    const v = options[name];
-    if (v !== undefined && !(Number.isSafeInteger(v) && v >= 1))
-      throw new ModelError(`${name} must be a positive integer, got ${v}`);
-  }
+  const ab = options.attentionBlock;
+  if (ab !== undefined && !(Number.isSafeInteger(ab) && ab >= 1))
+    throw new ModelError(`attentionBlock must be a positive integer, got ${ab}`);
+  // Chunks of at least 8 rows never reach the few-rows kernel (at most 4), whose sums differ.
+  const mr = options.mlpRows;
+  if (mr !== undefined && !(Number.isSafeInteger(mr) && mr >= 8))
+    throw new ModelError(`mlpRows must be an integer of at least 8, got ${mr}`);
   const capture = new Set<string>();
   for (const s of options.capture ?? []) capture.add(s.check(config).name);
   const seqIndex = Int32Array.from({ length: b.seq }, (_, i) => offset + i);
