@@ -6,8 +6,9 @@
  *
  * Storage is preallocated per layer, [batch, kv_heads, capacity, head_dim], and new keys are
  * written in place: a decoding step copies its own keys only, not the whole cache (transformers
- * concatenates). Capacity doubles when full; a sliding layer's stops at twice its window, and
- * when that fills it moves its last `window` keys to the front (one copy per `window` steps). With one sequence and one key head (gemma-3-270m, 1b) the attention reads the storage
+ * concatenates). Capacity grows by half when full; a sliding layer's stops at its window plus a
+ * quarter (at least 64 keys), and when that fills it moves its last `window` keys to the front
+ * (a copy of `window` keys every `window / 4` steps). With one sequence and one key head (gemma-3-270m, 1b) the attention reads the storage
  * directly; otherwise the keys it sees are gathered into one contiguous array per call.
  *
  * Sequence indices count every token fed so far (padding included), as transformers'
@@ -39,6 +40,11 @@ interface Held {
 
 /** Smallest capacity a layer starts with (keys). */
 const MIN_CAPACITY = 64;
+
+/** Most keys a sliding layer stores: its window and a quarter more, so moves are rare. */
+function slidingBound(window: number): number {
+  return Math.max(MIN_CAPACITY, window + Math.ceil(window / 4));
+}
 
 export class KVCache {
   readonly batch: number;
@@ -115,9 +121,10 @@ export class KVCache {
       // A sliding layer keeps its last `window` keys only (later queries see no earlier one).
       const drop = window === null ? 0 : Math.max(0, h.len - window);
       const need = h.len - drop + seq;
-      // Doubling; a sliding layer stops at twice its window and then moves its keys down in place.
-      const grown = Math.max(need, 2 * h.capacity);
-      const capacity = window === null ? grown : Math.max(need, h.capacity, Math.min(grown, 2 * window));
+      // Growing by half; a sliding layer stops at its bound and then moves its keys down in place.
+      const grown = Math.max(need, Math.ceil(1.5 * h.capacity));
+      const capacity =
+        window === null ? grown : Math.max(need, h.capacity, Math.min(grown, slidingBound(window)));
       resize(h, blocks, dim, capacity, drop);
     }
     for (let b = 0; b < blocks; b++) {
@@ -134,10 +141,10 @@ export class KVCache {
       start: h.start + skip,
     };
     h.len += seq;
-    // After a chunk longer than the bound, a sliding layer goes back to twice its window (the keys
+    // After a chunk longer than its bound, a sliding layer goes back to the bound (the keys
     // returned above keep the old storage for this call).
-    const bound = Math.max(MIN_CAPACITY, 2 * (window ?? 0));
-    if (window !== null && h.capacity > bound) resize(h, blocks, dim, bound, Math.max(0, h.len - window));
+    if (window !== null && h.capacity > slidingBound(window))
+      resize(h, blocks, dim, slidingBound(window), Math.max(0, h.len - window));
     return keys;
   }
 
