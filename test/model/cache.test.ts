@@ -149,15 +149,30 @@ for (const backend of availableBackends()) {
             seqs.map((s) => s.slice(0, prefill)),
             { cache },
           );
-          for (let t = prefill; t < 160; t++) {
-            const step = m.forward(
-              seqs.map((s) => [s[t]]),
-              { cache, logits: "last" },
-            ).logits;
-            const diff = maxAbsDiff(step, narrow(whole, 1, t, 1));
-            if (!(diff <= scale)) assert.fail(`position ${t}: ${diff}`);
-          }
           const w = m.config.slidingWindow;
+          // Layer 0 slides, layer 1 is full. A hooked pattern covers exactly the keys a step sees
+          // (otherwise several sequences or key heads read the whole storage, masked).
+          const patterns = [sites.pattern(0), sites.pattern(1)];
+          const fullPatterns = m.forward(seqs, { capture: patterns }).activations;
+          for (let t = prefill; t < 160; t++) {
+            const hook = t % 37 === 0;
+            const out = m.forward(
+              seqs.map((s) => [s[t]]),
+              { cache, logits: "last", capture: hook ? patterns : [] },
+            );
+            const diff = maxAbsDiff(out.logits, narrow(whole, 1, t, 1));
+            if (!(diff <= scale)) assert.fail(`position ${t}: ${diff}`);
+            if (!hook) continue;
+            for (const [site, first] of [
+              [patterns[0], Math.max(0, t - w + 1)],
+              [patterns[1], 0],
+            ] as const) {
+              const got = out.activations.get(site);
+              const want = narrow(narrow(fullPatterns.get(site), 2, t, 1), 3, first, t + 1 - first);
+              assert.deepEqual([...got.shape], [...want.shape], `${site.name} at ${t}`);
+              assert.ok(maxAbsDiff(got, want) <= 1e-5, `${site.name} at ${t}`);
+            }
+          }
           m.config.layerTypes.forEach((type, l) => {
             assert.equal(cache.keysHeld(l), type === "sliding_attention" ? w : 160, `layer ${l}`);
           });

@@ -8,8 +8,10 @@
  * written in place: a decoding step copies its own keys only, not the whole cache (transformers
  * concatenates). Capacity grows by half when full; a sliding layer's stops at its window plus a
  * quarter (at least 64 keys), and when that fills it moves its last `window` keys to the front
- * (a copy of `window` keys every `window / 4` steps). With one sequence and one key head (gemma-3-270m, 1b) the attention reads the storage
- * directly; otherwise the keys it sees are gathered into one contiguous array per call.
+ * (a copy of `window` keys every `window / 4` steps). With one sequence and one key head
+ * (gemma-3-270m, 1b at batch 1) attention reads the keys it sees in place; otherwise it reads the
+ * whole storage (slots it may not see are masked), unless the layer's attention pattern is hooked,
+ * which needs exactly those keys: they are then gathered.
  *
  * Sequence indices count every token fed so far (padding included), as transformers'
  * `cache_position` does; sliding windows are measured in them.
@@ -18,7 +20,11 @@ import { ModelError } from "../../core/errors.js";
 import { fromStorage, type Tensor } from "../../core/tensor.js";
 import { type Gemma3Config, layerAttention } from "./config.js";
 
-/** Keys and values a layer's queries attend to in one forward call. */
+/**
+ * Keys and values a layer's queries attend to in one forward call: keys[i] is sequence index
+ * start + i. There may be more than the queries can see (earlier ones outside a sliding window,
+ * later ones not written yet): the attention mask hides them.
+ */
 export interface LayerKeys {
   /** [batch, kv_heads, keys, head_dim] */
   readonly k: Tensor<"f32">;
@@ -106,8 +112,12 @@ export class KVCache {
     return this.len;
   }
 
-  /** Appends a layer's new keys/values; returns everything its queries may see. @internal */
-  update(layer: number, k: Tensor<"f32">, v: Tensor<"f32">): LayerKeys {
+  /**
+   * Appends a layer's new keys/values; returns everything its queries may see. Unless `exact`, with
+   * several sequences or key heads, that is the whole storage (no copy): slots past the keys held
+   * are later positions, which causal attention masks. @internal
+   */
+  update(layer: number, k: Tensor<"f32">, v: Tensor<"f32">, exact = true): LayerKeys {
     const [batch, heads, seq, dim] = k.shape;
     const blocks = batch * heads;
     const window = this.windows[layer];
@@ -135,11 +145,19 @@ export class KVCache {
     // Keys before the first one the earliest new query sees (sliding layers) are left out.
     const skip = window === null ? 0 : Math.max(0, h.len - window + 1);
     const shape = [batch, heads, h.len + seq - skip, dim];
-    const keys: LayerKeys = {
-      k: visible(k, h.k, h.capacity, shape, skip),
-      v: visible(v, h.v, h.capacity, shape, skip),
-      start: h.start + skip,
-    };
+    const whole = [batch, heads, h.capacity, dim];
+    const keys: LayerKeys =
+      exact || blocks === 1
+        ? {
+            k: visible(k, h.k, h.capacity, shape, skip),
+            v: visible(v, h.v, h.capacity, shape, skip),
+            start: h.start + skip,
+          }
+        : {
+            k: fromStorage(k.backend, "f32", whole, h.k),
+            v: fromStorage(v.backend, "f32", whole, h.v),
+            start: h.start,
+          };
     h.len += seq;
     // After a chunk longer than its bound, a sliding layer goes back to the bound (the keys
     // returned above keep the old storage for this call).

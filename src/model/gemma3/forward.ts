@@ -392,7 +392,8 @@ function mixValues(
   const block = pass.attentionBlock ?? (window === null ? 256 : Math.min(Math.max(window, 128), 256));
   const hooked = pass.capture.has(site.name) || pass.interventions.has(site.name);
   const rounded = { aBf16: pass.bf16Attention, bBf16: pass.bf16Attention };
-  if (hooked || nKeys <= 2 * block) {
+  // One block of queries: narrowing its keys would copy them and save only masked scores.
+  if (hooked || nKeys <= 2 * block || seq <= block) {
     const probs = attentionProbs(pass, window, q5, keys, 0, 0, nKeys);
     const pattern = hook(pass, site, reshape(probs, [batch, c.heads, seq, nKeys]));
     const mixed = matmul(reshape(pattern, [batch, c.kvHeads, groups * seq, nKeys]), keys.v, rounded);
@@ -450,7 +451,10 @@ function attention(pass: Pass, layer: number, w: LayerWeights, x: Tensor<"f32">)
   if (vHeads.data !== vRaw.data) release(pass, vRaw);
   const v = hook(pass, sites.v(layer), vHeads);
 
-  const keys: LayerKeys = pass.cache ? pass.cache.update(layer, k, v) : { k, v, start: 0 };
+  const pattern = sites.pattern(layer);
+  // A hooked pattern is [.., keys] over exactly the keys the queries may see.
+  const exact = pass.capture.has(pattern.name) || pass.interventions.has(pattern.name);
+  const keys: LayerKeys = pass.cache ? pass.cache.update(layer, k, v, exact) : { k, v, start: 0 };
   const mixed = mixValues(pass, layer, la.window, q, keys);
   releaseUnseen(pass, sites.q(layer), q);
   if (!pass.cache) {
