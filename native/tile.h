@@ -12,7 +12,6 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "gb.h"
 

@@ -190,7 +190,7 @@ export interface Backend {
   allocOutput?(size: number): Float32Array;
   /**
    * Hands back an array from `allocOutput` that nothing will read or write again, so that a later
-   * `allocOutput` of the same size can reuse its memory (already mapped: no page faults, no garbage
+   * `allocOutput` that fits can reuse its memory (already mapped: no page faults, no garbage
    * left for the collector). Optional. The caller must hold the only reference: no other tensor or
    * view may share the array (a reshape does, and so does a permute that moves only size-1 axes).
    * A reused output may be a view of a buffer up to twice its length.

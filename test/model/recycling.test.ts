@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { availableBackends } from "../../src/backends/index.js";
 import type { Tensor } from "../../src/core/tensor.js";
-import { listSites, sites } from "../../src/model/gemma3/sites.js";
+import { sites } from "../../src/model/gemma3/sites.js";
 import { maxAbsDiff, tinyModel } from "./helpers.js";
 
 const reference = availableBackends().find((b) => b.name === "reference");
@@ -44,7 +44,6 @@ for (const backend of availableBackends().filter((b) => b.recycle !== undefined)
         // And with nothing captured at all.
         const bare = got.forward(c.ids).logits;
         assert.ok(maxAbsDiff(bare, b.logits) <= 1e-5 * maxAbs(b.logits), "logits, no capture");
-        assert.ok(listSites(got.config).length > capture.length);
       });
     }
   });

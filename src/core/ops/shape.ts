@@ -45,13 +45,13 @@ function moveElements<D extends DType>(
   }
 }
 
-/** A contiguous tensor of `shape` read from `x` at `offset` with `strides`. */
 /** Storage that the caller overwrites entirely: f32 from the backend's `allocOutput` where it has one. */
 function allocFilled<D extends DType>(backend: Backend, dtype: D, size: number): StorageMap[D] {
   if (dtype === "f32" && backend.allocOutput) return backend.allocOutput(size) as StorageMap[D];
   return allocStorage(dtype, size) as StorageMap[D];
 }
 
+/** A contiguous tensor of `shape` read from `x` at `offset` with `strides`. */
 function readStrided<D extends DType>(
   x: Tensor<D>,
   shape: readonly number[],

@@ -299,7 +299,7 @@ function hook(pass: Pass, site: Site, x: Tensor<"f32">, seqIndex = pass.seqIndex
 
 /**
  * Hands the storage of intermediates that never reach a hook, a capture or the tape back to the
- * backend for the next layer's ops of the same shape (`Backend.recycle`). Each must be an op's own
+ * backend for later ops' outputs (`Backend.recycle`). Each must be an op's own
  * output that no live tensor shares (views of it are dead too).
  */
 function release(pass: Pass, ...ts: Tensor<"f32">[]): void {
