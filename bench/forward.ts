@@ -12,7 +12,9 @@
  * products) beside PyTorch with the weights upcast to f32. A trained models/tiny-gemma3 is measured
  * too when present. `--logits last` unembeds only the last position on both sides (what generation
  * and next-token scoring need), so that peak RSS is that of the model rather than of 1 MiB of f32
- * logits per token.
+ * logits per token. The glassbox child disposes each result once read (`Tensor.dispose`), as PyTorch
+ * frees a dropped tensor at once, and limits V8's young generation as the glassbox command does at
+ * startup (`limitYoungGeneration`).
  *
  * Each point runs after one warm-up call at least `--reps` times and until `--min-seconds` were spent
  * on it (both sides), so small models are timed in a steady state, not on their first calls.
@@ -23,7 +25,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { availableBackends } from "../src/backends/index.js";
+import { availableBackends, limitYoungGeneration } from "../src/backends/index.js";
 import { loadGemma3Config } from "../src/model/gemma3/config.js";
 import { generate } from "../src/model/gemma3/generate.js";
 import { loadGemma3 } from "../src/model/gemma3/model.js";
@@ -124,6 +126,8 @@ function peakRss(): number {
 
 /** Child mode: load the checkpoint on the native backend, time every point, print JSON. */
 function runGlassbox(args: Args, dir: string): RunResult {
+  // As the glassbox command does at startup.
+  limitYoungGeneration();
   const backend = availableBackends().find((b) => b.name === "native") ?? availableBackends()[0];
   const t0 = performance.now();
   const model = loadGemma3(dir, backend);
@@ -136,7 +140,7 @@ function runGlassbox(args: Args, dir: string): RunResult {
   for (const point of args.points.split(",")) {
     const [seq, batch] = point.split("x").map(Number);
     const ids = idsFor(batch, seq, vocab);
-    model.forward(ids, { bf16MatmulInputs, logits });
+    model.forward(ids, { bf16MatmulInputs, logits }).logits.dispose();
     const seconds: number[] = [];
     let logit0 = 0;
     for (let r = 0, spent = 0; r < args.reps || spent < args.minSeconds; r++) {
@@ -145,6 +149,7 @@ function runGlassbox(args: Args, dir: string): RunResult {
       spent += (performance.now() - t) / 1000;
       seconds.push((performance.now() - t) / 1000);
       logit0 = out.logits.data[0];
+      out.logits.dispose();
     }
     forward.push({ seq, batch, seconds, logit0 });
   }

@@ -15,6 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "gb.h"
 #include "sparse.h"
@@ -615,6 +619,45 @@ static napi_value js_stream(napi_env env, napi_callback_info info) {
   return obj;
 }
 
+/*
+ * (array) -> drops the resident pages wholly inside a Float32Array that nothing will read again
+ * (a buffer the recycler gives up): its memory returns to the system now rather than when the
+ * collector frees the array. The pages stay mapped and read as zeros if touched. Advice only.
+ */
+static napi_value js_discard_pages(napi_env env, napi_callback_info info) {
+  call_t c = begin(env, info, 1);
+  arr_t a = typed(&c, 0, napi_float32_array);
+  if (!c.ok) return undefined(env);
+#if defined(MADV_DONTNEED)
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t lo = ((uintptr_t)a.data + page - 1) & ~(page - 1);
+  uintptr_t hi = ((uintptr_t)a.data + (uintptr_t)a.len * sizeof(float)) & ~(page - 1);
+  if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+#endif
+  return undefined(env);
+}
+
+/*
+ * (bytes) -> whether glibc's mmap threshold is now fixed at `bytes`. By default glibc raises the
+ * threshold to the size of each mmapped block freed (up to 32 MiB), after which blocks of that size
+ * come from the heap, where freed ones stay resident. A fixed threshold keeps large blocks mmapped,
+ * so freeing one returns its memory at once. Not glibc: false, nothing changed.
+ */
+static napi_value js_fix_mmap_threshold(napi_env env, napi_callback_info info) {
+  call_t c = begin(env, info, 1);
+  int64_t bytes = size_arg(&c, 0);
+  if (!c.ok) return undefined(env);
+  bool done = false;
+#ifdef __GLIBC__
+  done = bytes > 0 && bytes <= (int64_t)32 << 20 && mallopt(M_MMAP_THRESHOLD, (int)bytes) == 1;
+#else
+  (void)bytes;
+#endif
+  napi_value out;
+  napi_get_boolean(env, done, &out);
+  return out;
+}
+
 NAPI_MODULE_INIT() {
   static const struct {
     const char *name;
@@ -640,6 +683,8 @@ NAPI_MODULE_INIT() {
       {"info", js_info},
       {"setThreads", js_set_threads},
       {"stream", js_stream},
+      {"fixMmapThreshold", js_fix_mmap_threshold},
+      {"discardPages", js_discard_pages},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

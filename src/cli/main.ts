@@ -4,6 +4,7 @@
  * program; this file only wires them up and turns errors into one line on stderr and exit code 1.
  */
 import { Command, CommanderError } from "commander";
+import { limitYoungGeneration } from "../backends/native/young-generation.js";
 import { GlassboxError } from "../core/errors.js";
 import { registerCommands } from "./commands/index.js";
 
@@ -32,6 +33,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
+// A command may run thousands of forward passes: a young generation grown to 32 MiB is memory the
+// model needs more (src/backends/native/young-generation.ts).
+limitYoungGeneration();
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -201,6 +201,11 @@ export interface Backend {
    * shapes a workload no longer uses are not held. Optional; the forward pass calls it at its end.
    */
   trimRecycled?(): void;
+  /**
+   * Gives up the recycled arrays too large for any output of at most `length` elements to reuse.
+   * Optional; the forward pass calls it at its start with its largest output's length.
+   */
+  limitRecycled?(length: number): void;
 
   matmul(a: Float32Array, b: FloatSource, out: Float32Array, args: MatmulArgs): void;
   /** Same as `matmul`, off the event loop. */
@@ -208,7 +213,7 @@ export interface Backend {
 
   /** out[i] = op(x[i]); `out` may alias `x`. */
   unary(op: UnaryOp, x: Float32Array, out: Float32Array): void;
-  /** out = op(a, b) with broadcasting. */
+  /** out = op(a, b) with broadcasting; `out` may alias `a` when `a` has the output's shape. */
   binary(op: BinaryOp, a: Float32Array, b: Float32Array, out: Float32Array, args: BroadcastArgs): void;
   /** out = cond != 0 ? a : b, all three broadcast to `args.shape` (cStrides for cond). */
   where(
@@ -218,7 +223,7 @@ export interface Backend {
     out: Float32Array,
     args: BroadcastArgs & { readonly cStrides: readonly number[] },
   ): void;
-  /** out[i] = x[i] * s + t (fused scale and shift; used by many ops and optimisers). */
+  /** out[i] = x[i] * s + t (fused scale and shift; used by many ops and optimisers); `out` may alias `x`. */
   affine(x: Float32Array, s: number, t: number, out: Float32Array): void;
 
   /** Reduce the middle axis: out[o, j] = op_i x[o, i, j]. `out` has outer*inner elements. */
@@ -226,7 +231,7 @@ export interface Backend {
   /** Index of the max (or min) along the middle axis; ties pick the first. */
   argReduce(op: "argmax" | "argmin", x: Float32Array, out: Int32Array, axis: AxisArgs): void;
 
-  /** Softmax over the last axis of a [rows, cols] matrix, in float32 with max subtraction. */
+  /** Softmax over the last axis of a [rows, cols] matrix, in float32 with max subtraction; `out` may alias `x`. */
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
   /** log-softmax over the last axis. */
   logSoftmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void;

@@ -122,6 +122,16 @@ export class Tensor<D extends DType = DType> {
     return this.toFlatArray()[0];
   }
 
+  /**
+   * Hands f32 storage back to the backend for later outputs to reuse (`Backend.recycle`), so a loop
+   * of forward passes does not leave one dead array per result until the collector runs. Neither
+   * this tensor nor any view sharing its storage (a reshape, say) may be used afterwards. Storage
+   * the backend did not hand out (weights, a view's slice, another dtype) is left alone.
+   */
+  dispose(): void {
+    if (this.dtype === "f32") this.backend.recycle?.(this.data as Float32Array);
+  }
+
   toString(): string {
     return `Tensor(${this.dtype}, ${formatShape(this.shape)}, ${this.backend.name})`;
   }

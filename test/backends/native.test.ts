@@ -16,6 +16,8 @@ import { referenceBackend as R } from "../../src/backends/reference/index.js";
 import type { Backend, BinaryOp, MatmulArgs, UnaryOp } from "../../src/core/backend.js";
 import type { HalfDType } from "../../src/core/dtype.js";
 import { TensorError } from "../../src/core/errors.js";
+import { neg } from "../../src/core/ops/index.js";
+import { fromStorage } from "../../src/core/tensor.js";
 
 const load = tryLoadNative();
 const skip = "error" in load ? `native backend unavailable: ${load.error}` : false;
@@ -1043,6 +1045,37 @@ describe("native backend", { skip }, () => {
     assert.equal(got[0].buffer, z.buffer);
     assert.equal(got[1].buffer, y.buffer);
     assert.ok([x, y, z].every((t) => t.buffer !== got[2].buffer));
+    for (const t of got) recycle(t);
+
+    // limitRecycled gives up what no output of the given length may take (over twice as long),
+    // and returns its pages at once: the dead array reads as zeros where they were dropped.
+    const limit = N.limitRecycled?.bind(N) ?? assert.fail("limitRecycled missing");
+    const [keep, drop] = [alloc(300000), alloc(1 << 20)];
+    keep.fill(3);
+    drop.fill(5);
+    recycle(keep);
+    recycle(drop);
+    limit(200000);
+    if (process.platform === "linux") {
+      assert.equal(drop[1 << 19], 0, "pages of a given-up buffer are dropped");
+      assert.equal(keep[150000], 3, "a kept buffer is untouched");
+    }
+    assert.notEqual(alloc(1 << 20).buffer, drop.buffer, "too large for 200000: given up");
+    assert.equal(alloc(300000).buffer, keep.buffer, "fits 200000 within twice: kept");
+  });
+
+  test("Tensor.dispose hands an op's output back; storage the backend did not hand out stays", () => {
+    // An empty pool: two trims give up everything kept.
+    N.trimRecycled?.();
+    N.trimRecycled?.();
+    const x = fromStorage(N, "f32", [70000], uniform(70000, 36));
+    const y = neg(x);
+    const storage = y.data;
+    y.dispose();
+    assert.equal(neg(x).data.buffer, storage.buffer, "the next output of that size reuses it");
+    const w = fromStorage(N, "f32", [70000], new Float32Array(70000));
+    w.dispose();
+    assert.notEqual(neg(x).data.buffer, w.data.buffer);
   });
 
   test("large outputs (advised for huge pages) are written exactly, in place, inside a bigger buffer", () => {

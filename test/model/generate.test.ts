@@ -9,7 +9,10 @@ import { describe, test } from "node:test";
 import { availableBackends } from "../../src/backends/index.js";
 import { argmax } from "../../src/core/ops/reduce.js";
 import { Rng } from "../../src/core/random.js";
+import type { Tensor } from "../../src/core/tensor.js";
 import { generate, generateStream, pickToken, type TokenEvent } from "../../src/model/gemma3/generate.js";
+import { capture } from "../../src/model/gemma3/interventions.js";
+import { sites } from "../../src/model/gemma3/sites.js";
 import { tinyModel } from "./helpers.js";
 
 for (const backend of availableBackends()) {
@@ -26,6 +29,23 @@ for (const backend of availableBackends()) {
       }
       assert.deepEqual(res.sequences[0], seq);
       assert.deepEqual(res.finish, ["length"]);
+    });
+
+    test("each step's logits are reused by the next unless an intervention saw them", () => {
+      const seen: Tensor<"f32">[] = [];
+      const res = generate(model, prompt, {
+        maxNewTokens: 6,
+        stopTokens: [],
+        interventions: [capture(sites.logits, (t) => seen.push(t))],
+      });
+      // Every step's logits, kept by the intervention, still pick that step's token.
+      assert.equal(seen.length, 6);
+      assert.deepEqual(
+        seen.map((t) => argmax(t, -1).toFlatArray()[0]),
+        res.tokens[0],
+      );
+      assert.equal(new Set(seen.map((t) => t.data.buffer)).size, 6);
+      assert.deepEqual(res.tokens, generate(model, prompt, { maxNewTokens: 6, stopTokens: [] }).tokens);
     });
 
     test("a batch of prompts of different lengths equals separate runs", () => {

@@ -151,6 +151,8 @@ interface Addon extends SparseAddon, TrainingAddon {
   info(): NativeInfo;
   setThreads(n: number): void;
   stream(floats: number, reps: number): StreamResult;
+  fixMmapThreshold(bytes: number): boolean;
+  discardPages(data: Float32Array): void;
 }
 
 // Codes follow the enums in native/gb.h.
@@ -256,7 +258,15 @@ const MAX_LENGTH = bufferConstants.MAX_LENGTH;
 
 // Outputs of 64Ki elements and up are recycled (smaller ones come from the allocator's free lists);
 // under GLASSBOX_POISON_OUTPUTS every size is, so that tests on small models exercise reuse.
-const recycler = new Recycler({ minLength: POISON ? 1 : 1 << 16, maxBytes: 128 * 2 ** 20, maxSlack: 2 });
+const RECYCLED_BYTES = 1 << 18;
+/** Set once the addon loads: returns a given-up buffer's pages at once, not when it is collected. */
+let discardPages: ((data: Float32Array) => void) | undefined;
+const recycler = new Recycler({
+  minLength: POISON ? 1 : RECYCLED_BYTES / Float32Array.BYTES_PER_ELEMENT,
+  maxBytes: 128 * 2 ** 20,
+  maxSlack: 2,
+  onDrop: (buffer) => discardPages?.(new Float32Array(buffer)),
+});
 
 function allocOutput(size: number): Float32Array {
   const reused = recycler.take(size);
@@ -270,11 +280,13 @@ function allocOutput(size: number): Float32Array {
 }
 
 function wrap(addon: Addon): NativeBackend {
+  discardPages = (data) => addon.discardPages(data);
   return {
     name: "native",
     allocOutput,
     recycle: (data) => recycler.keep(data),
     trimRecycled: () => recycler.trim(),
+    limitRecycled: (length) => recycler.dropUnfit(length),
     matmul: (a, b, out, args) => addon.matmul(...matmulArgs(a, b, out, args)),
     matmulAsync: async (a, b, out, args) => addon.matmulAsync(...matmulArgs(a, b, out, args)),
     unary: (op, x, out) => addon.unary(UNARY[op], x, out),
@@ -340,6 +352,11 @@ function load(): NativeLoad {
       return { error: `native addon ${file} is out of date (no sparseMatmul; run npm run build:native)` };
     if (typeof addon.sparseDot !== "function")
       return { error: `native addon ${file} is out of date (no sparseDot; run npm run build:native)` };
+    if (typeof addon.discardPages !== "function")
+      return { error: `native addon ${file} is out of date (no discardPages; run npm run build:native)` };
+    // Blocks the recycler handles (and larger) are mmapped and unmapped when freed, instead of
+    // staying resident in the heap once glibc's dynamic threshold has risen past them.
+    if (process.env.GLASSBOX_MALLOC_DEFAULTS !== "1") addon.fixMmapThreshold(RECYCLED_BYTES);
     return { backend: wrap(addon) };
   } catch (e) {
     const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);

@@ -18,6 +18,8 @@ export interface RecyclerOptions {
   readonly maxBytes: number;
   /** A request may take a buffer at most this many times its own length. */
   readonly maxSlack: number;
+  /** Called with each buffer given up (no longer kept, and dead), e.g. to return its pages now. */
+  readonly onDrop?: (buffer: ArrayBufferLike) => void;
 }
 
 export class Recycler {
@@ -86,6 +88,16 @@ export class Recycler {
     this.recent.clear();
   }
 
+  /**
+   * Gives up every kept buffer that no request of at most `length` elements may take (longer than
+   * `maxSlack` times it): a workload that moves to smaller shapes does not hold the larger ones.
+   */
+  dropUnfit(length: number): void {
+    const limit = length * this.options.maxSlack;
+    for (const buffer of [...this.order])
+      if (buffer.byteLength / Float32Array.BYTES_PER_ELEMENT > limit) this.evict(buffer);
+  }
+
   private evictOldest(): void {
     this.evict(this.order[0]);
   }
@@ -94,6 +106,7 @@ export class Recycler {
     const capacity = buffer.byteLength / Float32Array.BYTES_PER_ELEMENT;
     const list = this.byCapacity.get(capacity);
     if (list) this.remove(buffer, capacity, list);
+    this.options.onDrop?.(buffer);
   }
 
   private remove(buffer: ArrayBufferLike, capacity: number, list: ArrayBufferLike[]): void {

@@ -32,6 +32,16 @@ export {
   where,
 } from "./elementwise.js";
 export { embedding, indexSelect, scatterAdd, topk } from "./indexing.js";
+export {
+  addInPlace,
+  affineInPlace,
+  assignNarrow,
+  empty,
+  fillOutsideBands,
+  geluTanhInPlace,
+  mulInPlace,
+  softmaxInPlace,
+} from "./inplace.js";
 export { type MatmulOptions, matmul, matmulAsync } from "./linalg.js";
 export {
   causalMask,

@@ -17,6 +17,16 @@ import { ModelError } from "../../core/errors.js";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../../core/half.js";
 import { add, affine, div, geluTanh, mul, tanh } from "../../core/ops/elementwise.js";
 import { embedding } from "../../core/ops/indexing.js";
+import {
+  addInPlace,
+  affineInPlace,
+  assignNarrow,
+  empty,
+  fillOutsideBands,
+  geluTanhInPlace,
+  mulInPlace,
+  softmaxInPlace,
+} from "../../core/ops/inplace.js";
 import { matmul } from "../../core/ops/linalg.js";
 import { rmsnorm, rope, ropeTables, softmax } from "../../core/ops/nn.js";
 import { concat, narrow, permute, reshape, select, stack } from "../../core/ops/shape.js";
@@ -66,9 +76,10 @@ export interface ForwardOptions {
   readonly attentionBlock?: number;
   /**
    * Rows (batch x sequence positions) the MLP takes at once on inputs of more than twice as many,
-   * where nothing observes its hidden activations: its gate, up and hidden arrays are [rows, d_mlp]
-   * each, so a long prompt's MLP memory stops growing with its length. Each row's result is the same.
-   * At least 8; default 1024 (below that one chunk is fastest: each chunk repacks the weights).
+   * where nothing observes its hidden activations: its gate and up arrays (the hidden activations
+   * are computed in gate's) are [rows, d_mlp] each, so a long prompt's MLP memory stops growing
+   * with its length. Each row's result is the same. At least 8; default 256 (each chunk repacks the
+   * weights, which costs a few percent at 1,024 rows; larger chunks are faster and take more memory).
    */
   readonly mlpRows?: number;
 }
@@ -281,8 +292,8 @@ interface Pass {
   readonly positions: Int32Array;
   readonly cache: KVCache | undefined;
   readonly valid: (row: number, index: number) => boolean;
-  /** Attention biases already built in this call, by key range and window. */
-  readonly biases: Map<string, Tensor<"f32">>;
+  /** Attention masks already built in this call, by query and key range and window. */
+  readonly masks: Map<string, AttentionMask>;
   readonly bf16Inputs: boolean;
   /** Attention scores and mixing on bf16-rounded inputs (bf16Inputs on a bf16 checkpoint). */
   readonly bf16Attention: boolean;
@@ -351,22 +362,67 @@ function attentionProbs(
     aBf16: bf,
     bBf16: bf,
   });
-  const scaled = affine(scores, Math.fround(c.queryPreAttnScalar ** -0.5), 0);
-  release(pass, scores);
+  if (kb !== keys.k) release(pass, kb);
+  const scale = Math.fround(c.queryPreAttnScalar ** -0.5);
   const queries = { start: pass.offset + q0, count: n };
   const keyRange = { start: keys.start + k0, length: nk };
-  const biasKey = `${queries.start}:${n}:${keyRange.start}:${nk}:${window}`;
-  let bias = pass.biases.get(biasKey);
-  if (bias === undefined) {
-    bias = attentionBias(pass.backend, batch, queries, keyRange, window, pass.valid);
-    pass.biases.set(biasKey, bias);
+  const mask = attentionMask(pass, queries, keyRange, window);
+  const shape5 = [batch, kvHeads, groups, n, nk];
+  if (isRecording()) {
+    const scaled = affine(scores, scale, 0);
+    const bias = mask.bias ?? attentionBias(pass.backend, batch, queries, keyRange, window, pass.valid);
+    const probs = softmax(add(reshape(scaled, shape5), bias));
+    return reshape(probs, [batch, kvHeads, groups * n, nk]);
   }
-  const masked = add(reshape(scaled, [batch, kvHeads, groups, n, nk]), bias);
-  release(pass, scaled);
-  const probs = softmax(masked);
-  release(pass, masked);
-  if (kb !== keys.k) release(pass, kb);
-  return reshape(probs, [batch, kvHeads, groups * n, nk]);
+  // One buffer for scores, masked scores and probabilities: the same values as the ops above.
+  affineInPlace(scores, scale, 0);
+  if (mask.bias) addInPlace(reshape(scores, shape5), mask.bias);
+  else fillOutsideBands(reshape(scores, [batch * kvHeads * groups, n, nk]), mask.lo, mask.hi, MASKED);
+  return softmaxInPlace(scores);
+}
+
+/**
+ * How to mask the scores of queries over keys: bands of keys [lo, hi] per query (the causal and
+ * sliding-window range) when every key in them is valid in every row, else an additive bias
+ * (padding). Built once per call for each block and window.
+ */
+function attentionMask(
+  pass: Pass,
+  queries: { start: number; count: number },
+  keys: { start: number; length: number },
+  window: number | null,
+): AttentionMask {
+  const key = `${queries.start}:${queries.count}:${keys.start}:${keys.length}:${window}`;
+  const known = pass.masks.get(key);
+  if (known) return known;
+  const lo = new Int32Array(queries.count);
+  const hi = new Int32Array(queries.count);
+  let first = keys.length;
+  let last = -1;
+  for (let i = 0; i < queries.count; i++) {
+    const q = queries.start + i;
+    lo[i] = window === null ? 0 : Math.max(0, q - window + 1 - keys.start);
+    hi[i] = Math.min(keys.length - 1, q - keys.start);
+    if (lo[i] <= hi[i]) {
+      first = Math.min(first, lo[i]);
+      last = Math.max(last, hi[i]);
+    }
+  }
+  let banded = true;
+  for (let r = 0; r < pass.b.batch && banded; r++)
+    for (let j = first; j <= last && banded; j++) banded = pass.valid(r, keys.start + j);
+  const mask: AttentionMask = banded
+    ? { bias: null, lo, hi }
+    : { bias: attentionBias(pass.backend, pass.b.batch, queries, keys, window, pass.valid), lo, hi };
+  pass.masks.set(key, mask);
+  return mask;
+}
+
+interface AttentionMask {
+  /** [batch, 1, 1, queries, keys], or null when the bands alone mask. */
+  readonly bias: Tensor<"f32"> | null;
+  readonly lo: Int32Array;
+  readonly hi: Int32Array;
 }
 
 /**
@@ -402,6 +458,9 @@ function mixValues(
   }
   // Last block first: its scores are the largest (on full layers), and the smaller blocks after it
   // reuse their storage.
+  // Each block's output goes straight into the result (under a tape, which needs every piece,
+  // the pieces are concatenated).
+  const all = isRecording() ? null : empty(pass.backend, [batch, c.kvHeads, groups, seq, c.headDim]);
   const parts: Tensor<"f32">[] = [];
   for (let i = Math.ceil(seq / block) - 1; i >= 0; i--) {
     const q0 = i * block;
@@ -415,11 +474,14 @@ function mixValues(
     const mixed = matmul(probs, vb, rounded);
     release(pass, qb, probs);
     if (vb !== keys.v) release(pass, vb);
-    parts[i] = reshape(mixed, [batch, c.kvHeads, groups, n, c.headDim]);
+    const part = reshape(mixed, [batch, c.kvHeads, groups, n, c.headDim]);
+    if (all === null) parts[i] = part;
+    else {
+      assignNarrow(all, 3, q0, part);
+      release(pass, mixed);
+    }
   }
-  const all = concat(parts, 3);
-  release(pass, ...parts);
-  return reshape(all, [batch, c.heads, seq, c.headDim]);
+  return reshape(all ?? concat(parts, 3), [batch, c.heads, seq, c.headDim]);
 }
 
 function attention(pass: Pass, layer: number, w: LayerWeights, x: Tensor<"f32">): Tensor<"f32"> {
@@ -478,6 +540,14 @@ function projectNorm(pass: Pass, x: Tensor<"f32">, w: Tensor, normW: Tensor): Te
 /** gelu_tanh(x gate^T) * (x up^T): the MLP's hidden activations. */
 function gatedProduct(pass: Pass, x: Tensor<"f32">, w: LayerWeights): Tensor<"f32"> {
   const gate = linear(pass, x, w.gateProj);
+  if (!isRecording()) {
+    // In gate's own storage: two buffers of [rows, d_ff] instead of three.
+    geluTanhInPlace(gate);
+    const up = linear(pass, x, w.upProj);
+    mulInPlace(gate, up);
+    release(pass, up);
+    return gate;
+  }
   const act = geluTanh(gate);
   release(pass, gate);
   const up = linear(pass, x, w.upProj);
@@ -538,6 +608,20 @@ function block(pass: Pass, layer: number, w: LayerWeights, residPre: Tensor<"f32
   releaseUnseen(pass, sites.mlpOut(layer), mlpOut);
   releaseUnseen(pass, sites.residMid(layer), residMid);
   return residPost;
+}
+
+/**
+ * An upper bound on the length of any output of a pass (activations, MLP hidden, attention scores
+ * over at most twice the keys a cache may store, logits).
+ */
+function largestOutput(c: Gemma3Config, b: Batch, offset: number, lastLogits: boolean): number {
+  const rows = b.batch * b.seq;
+  const keys = 2 * (offset + b.seq);
+  return Math.max(
+    rows * Math.max(c.dModel, c.heads * c.headDim, c.dMlp),
+    b.batch * c.heads * b.seq * keys,
+    (lastLogits ? b.batch : rows) * c.vocab,
+  );
 }
 
 function groupBySite(list: readonly Intervention[], config: Gemma3Config): Map<string, Intervention[]> {
@@ -604,13 +688,14 @@ export function forward(
     positions,
     cache,
     valid,
-    biases: new Map(),
+    masks: new Map(),
     bf16Inputs: options.bf16MatmulInputs ?? false,
     bf16Attention: (options.bf16MatmulInputs ?? false) && weights.layers[0]?.qProj.dtype === "bf16",
     attentionBlock: options.attentionBlock ?? null,
-    mlpRows: options.mlpRows ?? 1024,
+    mlpRows: options.mlpRows ?? 256,
   };
 
+  backend.limitRecycled?.(largestOutput(config, b, offset, options.logits === "last"));
   const idTensor = fromStorage(backend, "i32", [b.batch, b.seq], b.ids);
   const rows = embedding(weights.embed, idTensor);
   let x = hook(pass, sites.embed, affine(rows, embedScale(config.dModel, weights.embed.dtype), 0));
@@ -639,7 +724,7 @@ export function forward(
   if (final !== normed) release(pass, final);
   else releaseUnseen(pass, sites.finalNorm, normed);
   logits = hook(pass, sites.logits, logits, logitIndex);
-  release(pass, ...pass.biases.values());
+  for (const m of pass.masks.values()) if (m.bias) release(pass, m.bias);
   if (recycling(pass)) backend.trimRecycled?.();
   if (cache) cache.commit();
   return { logits, activations: pass.activations };

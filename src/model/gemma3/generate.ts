@@ -11,6 +11,7 @@ import { ModelError } from "../../core/errors.js";
 import { Rng } from "../../core/random.js";
 import type { Intervention } from "./interventions.js";
 import type { Gemma3Model } from "./model.js";
+import { sites } from "./sites.js";
 
 export interface SamplingOptions {
   /** 0 (default) decodes greedily; otherwise logits are divided by it before sampling. */
@@ -156,6 +157,7 @@ export function* generationSteps(
   const vocab = config.vocab;
   const interventions = options.interventions ?? [];
   const bf16MatmulInputs = options.bf16MatmulInputs ?? false;
+  const logitsSeen = interventions.some((iv) => iv.site.name === sites.logits.name);
 
   let out = model.forward(ids, {
     attentionMask: mask,
@@ -185,6 +187,9 @@ export function* generationSteps(
     }
     if (done.every((d) => d) || step === maxNew - 1) break;
     if (cache.length + 1 > config.maxPositionEmbeddings) break;
+    // Nothing else holds this step's logits (unless an intervention saw them): the next step's
+    // reuse their storage instead of leaving a garbage array per token.
+    if (!logitsSeen) model.backend.recycle?.(logits);
     out = model.forward(
       fed.map((t) => [t]),
       {

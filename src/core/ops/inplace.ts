@@ -1,0 +1,156 @@
+/**
+ * In-place ops for inference code that owns its intermediates (the Gemma 3 forward pass): each
+ * overwrites its first operand with the result and returns it, so a chain such as
+ * gelu(gate) * up or softmax(q k^T * s + mask) needs one buffer instead of one per step. The
+ * arithmetic is the same kernels' as the out-of-place ops, so results are identical.
+ *
+ * The caller must own the overwritten tensor: an op's own f32 output that no other live tensor reads
+ * (a view or reshape sharing its storage counts). They record nothing, and refuse to run while a
+ * tape records, since a backward pass would read the overwritten values.
+ */
+import type { Backend, BinaryOp } from "../backend.js";
+import { isRecording } from "../tape.js";
+import { formatShape, type Tensor } from "../tensor.js";
+import {
+  asTensor,
+  backendOf,
+  broadcastShapes,
+  broadcastStrides,
+  contiguousStrides,
+  f32Data,
+  fail,
+  normAxis,
+  outputF32,
+  sameShape,
+} from "./util.js";
+
+function owned(op: string, x: Tensor): Float32Array {
+  if (isRecording())
+    fail(op, "cannot run while a tape records (the backward pass would read the old values)");
+  const data = f32Data(op, x);
+  if (data.length !== x.size) fail(op, `storage of ${data.length} elements for ${formatShape(x.shape)}`);
+  return data;
+}
+
+function binaryInPlace(op: BinaryOp, name: string, a: Tensor<"f32">, b: Tensor | number): Tensor<"f32"> {
+  const backend = backendOf(name, a, b);
+  const out = owned(name, a);
+  const tb = asTensor(backend, b);
+  const shape = broadcastShapes(name, a.shape, tb.shape);
+  if (!sameShape(shape, a.shape))
+    fail(
+      name,
+      `${formatShape(tb.shape)} would broadcast the result to ${formatShape(shape)}, not ${formatShape(a.shape)}`,
+    );
+  const bd = f32Data(name, tb, "right operand");
+  if (bd.buffer === out.buffer && !(bd.byteOffset === out.byteOffset && sameShape(tb.shape, a.shape)))
+    fail(name, "the right operand overlaps the left one's storage");
+  backend.binary(op, out, bd, out, {
+    shape,
+    aStrides: broadcastStrides(a.shape, shape),
+    bStrides: broadcastStrides(tb.shape, shape),
+  });
+  return a;
+}
+
+/** a += b (b broadcast to a's shape). */
+export const addInPlace = (a: Tensor<"f32">, b: Tensor | number): Tensor<"f32"> =>
+  binaryInPlace("add", "addInPlace", a, b);
+
+/** a *= b (b broadcast to a's shape). */
+export const mulInPlace = (a: Tensor<"f32">, b: Tensor | number): Tensor<"f32"> =>
+  binaryInPlace("mul", "mulInPlace", a, b);
+
+/** x = x * scale + shift. */
+export function affineInPlace(x: Tensor<"f32">, scale: number, shift: number): Tensor<"f32"> {
+  const data = owned("affineInPlace", x);
+  x.backend.affine(data, scale, shift, data);
+  return x;
+}
+
+/** x = gelu_tanh(x). */
+export function geluTanhInPlace(x: Tensor<"f32">): Tensor<"f32"> {
+  const data = owned("geluTanhInPlace", x);
+  x.backend.unary("gelu_tanh", data, data);
+  return x;
+}
+
+/** x = softmax(x) over the last axis. */
+export function softmaxInPlace(x: Tensor<"f32">): Tensor<"f32"> {
+  const data = owned("softmaxInPlace", x);
+  if (x.rank === 0) fail("softmaxInPlace", "needs at least one axis");
+  const cols = x.shape[x.rank - 1];
+  x.backend.softmax(data, data, cols === 0 ? 0 : x.size / cols, cols);
+  return x;
+}
+
+/**
+ * Sets x[..., r, j] = value for every key column j outside [lo[r], hi[r]] (an empty range when
+ * hi[r] < lo[r]), for x viewed as [..., rows, cols] with rows = lo.length: a banded (causal and
+ * sliding-window) attention mask written into the scores, with no mask tensor.
+ */
+export function fillOutsideBands(
+  x: Tensor<"f32">,
+  lo: Int32Array,
+  hi: Int32Array,
+  value: number,
+): Tensor<"f32"> {
+  const data = owned("fillOutsideBands", x);
+  if (x.rank < 2) fail("fillOutsideBands", `needs [..., rows, cols], got ${formatShape(x.shape)}`);
+  const rows = x.shape[x.rank - 2];
+  const cols = x.shape[x.rank - 1];
+  if (lo.length !== rows || hi.length !== rows)
+    fail("fillOutsideBands", `${lo.length} / ${hi.length} bands for ${rows} rows`);
+  const outer = rows * cols === 0 ? 0 : x.size / (rows * cols);
+  for (let o = 0; o < outer; o++) {
+    for (let r = 0; r < rows; r++) {
+      const row = (o * rows + r) * cols;
+      const a = Math.min(cols, Math.max(0, lo[r]));
+      const b = Math.min(cols, Math.max(a, hi[r] + 1));
+      data.fill(value, row, row + a);
+      data.fill(value, row + b, row + cols);
+    }
+  }
+  return x;
+}
+
+/**
+ * Writes `src` into dst's entries [start, start + src.shape[axis]) along `axis` (every other axis
+ * equal): concatenation one piece at a time, without holding every piece.
+ */
+export function assignNarrow(
+  dst: Tensor<"f32">,
+  axis: number,
+  start: number,
+  src: Tensor<"f32">,
+): Tensor<"f32"> {
+  const backend = backendOf("assignNarrow", dst, src);
+  const out = owned("assignNarrow", dst);
+  const a = normAxis("assignNarrow", axis, dst.rank);
+  const len = src.shape[a];
+  const fits =
+    src.rank === dst.rank &&
+    src.shape.every((d, i) => i === a || d === dst.shape[i]) &&
+    Number.isInteger(start) &&
+    start >= 0 &&
+    start + len <= dst.shape[a];
+  if (!fits)
+    fail(
+      "assignNarrow",
+      `${formatShape(src.shape)} does not fit ${formatShape(dst.shape)} at ${start} on axis ${a}`,
+    );
+  const strides = contiguousStrides(dst.shape);
+  backend.copy(f32Data("assignNarrow", src, "source"), out, {
+    shape: src.shape,
+    srcOffset: 0,
+    srcStrides: contiguousStrides(src.shape),
+    dstOffset: start * strides[a],
+    dstStrides: strides,
+  });
+  return dst;
+}
+
+/** An f32 tensor whose contents are unspecified, for a caller that overwrites all of it. */
+export function empty(backend: Backend, shape: readonly number[]): Tensor<"f32"> {
+  return outputF32(backend, shape);
+}
