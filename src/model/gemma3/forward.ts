@@ -355,7 +355,7 @@ function attentionProbs(
 ): Tensor<"f32"> {
   const c = pass.config;
   const [batch, kvHeads, groups, n] = q5.shape;
-  const kb = nk === keys.k.shape[2] ? keys.k : narrow(keys.k, 2, k0, nk);
+  const kb = nk === keys.k.shape[2] ? keys.k : keySpan(keys.k, k0, nk);
   const bf = pass.bf16Attention;
   const scores = matmul(reshape(q5, [batch, kvHeads, groups * n, c.headDim]), kb, {
     transB: true,
@@ -379,6 +379,16 @@ function attentionProbs(
   if (mask.bias) addInPlace(reshape(scores, shape5), mask.bias);
   else fillOutsideBands(reshape(scores, [batch * kvHeads * groups, n, nk]), mask.lo, mask.hi, MASKED);
   return softmaxInPlace(scores);
+}
+
+/**
+ * Keys [k0, k0 + n) of x [batch, heads, keys, dim]: with one sequence and one key head (the span
+ * is contiguous) and no tape, a view of x's storage; otherwise a copy.
+ */
+function keySpan(x: Tensor<"f32">, k0: number, n: number): Tensor<"f32"> {
+  const [batch, heads, , dim] = x.shape;
+  if (batch * heads !== 1 || isRecording()) return narrow(x, 2, k0, n);
+  return fromStorage(x.backend, "f32", [1, 1, n, dim], x.data.subarray(k0 * dim, (k0 + n) * dim));
 }
 
 /**
@@ -470,7 +480,7 @@ function mixValues(
     const k1 = Math.min(nKeys, first + n - keys.start);
     const qb = narrow(q5, 3, q0, n);
     const probs = attentionProbs(pass, window, qb, keys, q0, k0, k1 - k0);
-    const vb = k1 - k0 === nKeys ? keys.v : narrow(keys.v, 2, k0, k1 - k0);
+    const vb = k1 - k0 === nKeys ? keys.v : keySpan(keys.v, k0, k1 - k0);
     const mixed = matmul(probs, vb, rounded);
     release(pass, qb, probs);
     if (vb !== keys.v) release(pass, vb);
@@ -509,6 +519,8 @@ function attention(pass: Pass, layer: number, w: LayerWeights, x: Tensor<"f32">)
   const q = hook(pass, sites.q(layer), projected(w.qProj, w.qNorm, c.heads));
   const k = hook(pass, sites.k(layer), projected(w.kProj, w.kNorm, c.kvHeads));
   const vRaw = linear(pass, x, w.vProj);
+  // attn_in is projected: its storage serves the attention below.
+  releaseUnseen(pass, sites.attnIn(layer), x);
   const vHeads = heads(vRaw, c.kvHeads);
   if (vHeads.data !== vRaw.data) release(pass, vRaw);
   const v = hook(pass, sites.v(layer), vHeads);
@@ -517,6 +529,11 @@ function attention(pass: Pass, layer: number, w: LayerWeights, x: Tensor<"f32">)
   // A hooked pattern is [.., keys] over exactly the keys the queries may see.
   const exact = pass.capture.has(pattern.name) || pass.interventions.has(pattern.name);
   const keys: LayerKeys = pass.cache ? pass.cache.update(layer, k, v, exact) : { k, v, start: 0 };
+  // A cache holds copies of k and v.
+  if (pass.cache) {
+    releaseUnseen(pass, sites.k(layer), k);
+    releaseUnseen(pass, sites.v(layer), v);
+  }
   const mixed = mixValues(pass, layer, la.window, q, keys);
   releaseUnseen(pass, sites.q(layer), q);
   if (!pass.cache) {
@@ -591,9 +608,9 @@ function block(pass: Pass, layer: number, w: LayerWeights, residPre: Tensor<"f32
   const eps = pass.config.rmsNormEps;
   const x = hook(pass, sites.residPre(layer), residPre);
   const attnIn = hook(pass, sites.attnIn(layer), norm(x, w.inputNorm, eps));
+  // attention releases attn_in once it has projected it.
   const z = attention(pass, layer, w, attnIn);
   const attnOut = hook(pass, sites.attnOut(layer), projectNorm(pass, z, w.oProj, w.postAttentionNorm));
-  releaseUnseen(pass, sites.attnIn(layer), attnIn);
   releaseUnseen(pass, sites.z(layer), z);
   const residMid = hook(pass, sites.residMid(layer), add(x, attnOut));
   releaseUnseen(pass, sites.attnOut(layer), attnOut);
