@@ -134,6 +134,23 @@ for (const backend of availableBackends()) {
       assert.equal(cache.bytes, perKey * (full * 225 + (c.layers - full) * 64));
     });
 
+    test("dispose empties the cache and hands its storage back; it then decodes as a new one", () => {
+      const m = tinyModel(backend, { max_position_embeddings: 256 });
+      const seq = tokens(100, 31);
+      const cache = m.newCache(1);
+      m.forward([seq.slice(0, 90)], { cache });
+      const grown = m.forward([seq.slice(90, 99)], { cache, logits: "last" }).logits;
+      const storage = cache.bytes;
+      assert.ok(storage > 0);
+      cache.dispose();
+      assert.equal(cache.length, 0);
+      assert.equal(cache.bytes, 0);
+      m.forward([seq.slice(0, 90)], { cache });
+      const again = m.forward([seq.slice(90, 99)], { cache, logits: "last" }).logits;
+      assert.equal(maxAbsDiff(again, grown), 0);
+      assert.equal(cache.bytes, storage);
+    });
+
     // Past 64 keys the storage grows (full layers) or moves its last window down (sliding layers);
     // with one sequence and one key head attention reads it in place.
     for (const kvHeads of [1, 2]) {

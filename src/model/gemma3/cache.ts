@@ -16,6 +16,7 @@
  * Sequence indices count every token fed so far (padding included), as transformers'
  * `cache_position` does; sliding windows are measured in them.
  */
+import type { Backend } from "../../core/backend.js";
 import { ModelError } from "../../core/errors.js";
 import { fromStorage, type Tensor } from "../../core/tensor.js";
 import { type Gemma3Config, layerAttention } from "./config.js";
@@ -44,6 +45,15 @@ interface Held {
   start: number;
 }
 
+/**
+ * Where layer storage comes from and goes: zeroed arrays from the backend's output pool (slots not
+ * written yet are read, masked, and must be finite), handed back once no call reads them.
+ */
+interface Storage {
+  alloc(size: number): Float32Array;
+  retire(data: Float32Array): void;
+}
+
 /** Smallest capacity a layer starts with (keys). */
 const MIN_CAPACITY = 64;
 
@@ -59,6 +69,9 @@ export class KVCache {
   private valid: Uint8Array[];
   private len = 0;
   private pending = 0;
+  /** Storage replaced in this call (the keys it returned may still read it). */
+  private retired: Float32Array[] = [];
+  private backend: Backend | null = null;
 
   constructor(config: Gemma3Config, batch: number) {
     if (!Number.isInteger(batch) || batch < 1) throw new ModelError(`cache batch must be >= 1, got ${batch}`);
@@ -115,16 +128,32 @@ export class KVCache {
   /**
    * Appends a layer's new keys/values; returns everything its queries may see. Unless `exact`, with
    * several sequences or key heads, that is the whole storage (no copy): slots past the keys held
-   * are later positions, which causal attention masks. @internal
+   * are later positions, which causal attention masks. A sliding layer's first chunk longer than
+   * its storage gets `k` and `v` themselves back. @internal
    */
   update(layer: number, k: Tensor<"f32">, v: Tensor<"f32">, exact = true): LayerKeys {
     const [batch, heads, seq, dim] = k.shape;
     const blocks = batch * heads;
     const window = this.windows[layer];
     let h = this.held[layer];
+    if (h === null && window !== null && seq > slidingBound(window)) {
+      // A first chunk longer than a sliding layer's storage: its queries attend to the chunk
+      // itself, and only its last `window` keys are stored for later calls.
+      h = { k: new Float32Array(0), v: new Float32Array(0), capacity: 0, len: 0, start: 0 };
+      resize(h, blocks, dim, slidingBound(window), 0, this.storage(k));
+      for (let b = 0; b < blocks; b++) {
+        const from = (b * seq + seq - window) * dim;
+        h.k.set(k.data.subarray(from, from + window * dim), b * h.capacity * dim);
+        h.v.set(v.data.subarray(from, from + window * dim), b * h.capacity * dim);
+      }
+      h.len = window;
+      h.start = this.len + seq - window;
+      this.held[layer] = h;
+      return { k, v, start: this.len };
+    }
     if (h === null) {
       h = { k: new Float32Array(0), v: new Float32Array(0), capacity: 0, len: 0, start: this.len };
-      resize(h, blocks, dim, Math.max(MIN_CAPACITY, seq), 0);
+      resize(h, blocks, dim, Math.max(MIN_CAPACITY, seq), 0, this.storage(k));
       this.held[layer] = h;
     }
     if (h.len + seq > h.capacity) {
@@ -135,7 +164,7 @@ export class KVCache {
       const grown = Math.max(need, Math.ceil(1.5 * h.capacity));
       const capacity =
         window === null ? grown : Math.max(need, h.capacity, Math.min(grown, slidingBound(window)));
-      resize(h, blocks, dim, capacity, drop);
+      resize(h, blocks, dim, capacity, drop, this.storage(k));
     }
     for (let b = 0; b < blocks; b++) {
       const at = (b * h.capacity + h.len) * dim;
@@ -162,7 +191,7 @@ export class KVCache {
     // After a chunk longer than its bound, a sliding layer goes back to the bound (the keys
     // returned above keep the old storage for this call).
     if (window !== null && h.capacity > slidingBound(window))
-      resize(h, blocks, dim, slidingBound(window), Math.max(0, h.len - window));
+      resize(h, blocks, dim, slidingBound(window), Math.max(0, h.len - window), this.storage(k));
     return keys;
   }
 
@@ -170,6 +199,35 @@ export class KVCache {
   commit(): void {
     this.len += this.pending;
     this.pending = 0;
+    for (const data of this.retired) this.backend?.recycle?.(data);
+    this.retired = [];
+  }
+
+  /**
+   * Hands every layer's storage back to the backend for later outputs and empties the cache (its
+   * length back to 0), also after a forward call that failed. `generate` calls it when done with
+   * the cache it made. Keys a forward call returned must not be read afterwards.
+   */
+  dispose(): void {
+    this.pending = 0;
+    this.retired = [];
+    for (const h of this.held) {
+      if (h === null) continue;
+      this.backend?.recycle?.(h.k);
+      this.backend?.recycle?.(h.v);
+    }
+    this.held.fill(null);
+    this.len = 0;
+    this.valid = this.valid.map(() => new Uint8Array(64));
+  }
+
+  private storage(like: Tensor<"f32">): Storage {
+    const backend = like.backend;
+    this.backend = backend;
+    return {
+      alloc: (size) => (backend.allocOutput?.(size) ?? new Float32Array(size)).fill(0),
+      retire: (data) => this.retired.push(data),
+    };
   }
 }
 
@@ -193,17 +251,33 @@ function visible(
   return fromStorage(like.backend, "f32", shape, out);
 }
 
-/** Gives `h` storage of `capacity` slots per block, keeping its held slots from `drop` on. */
-function resize(h: Held, blocks: number, dim: number, capacity: number, drop: number): void {
+/**
+ * Gives `h` storage of `capacity` slots per block, keeping its held slots from `drop` on; storage
+ * it no longer uses goes to `retire`.
+ */
+function resize(
+  h: Held,
+  blocks: number,
+  dim: number,
+  capacity: number,
+  drop: number,
+  storage: Storage,
+): void {
   const keep = h.len - drop;
   const move = (old: Float32Array): Float32Array => {
-    const inPlace = capacity === h.capacity;
-    const out = inPlace ? old : new Float32Array(blocks * capacity * dim);
+    if (capacity === h.capacity) {
+      for (let b = 0; b < blocks; b++) {
+        const from = (b * h.capacity + drop) * dim;
+        old.copyWithin(b * capacity * dim, from, from + keep * dim);
+      }
+      return old;
+    }
+    const out = storage.alloc(blocks * capacity * dim);
     for (let b = 0; b < blocks; b++) {
       const from = (b * h.capacity + drop) * dim;
-      if (inPlace) out.copyWithin(b * capacity * dim, from, from + keep * dim);
-      else out.set(old.subarray(from, from + keep * dim), b * capacity * dim);
+      out.set(old.subarray(from, from + keep * dim), b * capacity * dim);
     }
+    if (old.length > 0) storage.retire(old);
     return out;
   };
   h.k = move(h.k);

@@ -159,50 +159,59 @@ export function* generationSteps(
   const bf16MatmulInputs = options.bf16MatmulInputs ?? false;
   const logitsSeen = interventions.some((iv) => iv.site.name === sites.logits.name);
 
-  let out = model.forward(ids, {
-    attentionMask: mask,
-    positionIds: positions,
-    cache,
-    interventions,
-    logits: "last",
-    bf16MatmulInputs,
-  });
-  for (let step = 0; step < maxNew; step++) {
-    const logits = out.logits.data;
-    const fed: number[] = [];
-    for (let r = 0; r < batch; r++) {
-      if (done[r]) {
-        fed.push(pad);
-        continue;
-      }
-      const token = pickToken(logits.subarray(r * vocab, (r + 1) * vocab), options, rng);
-      tokens[r].push(token);
-      fed.push(token);
-      if (stops.has(token)) {
-        done[r] = true;
-        finish[r] = "stop";
-      }
-      options.onToken?.({ row: r, token, step });
-      yield { row: r, token, step };
-    }
-    if (done.every((d) => d) || step === maxNew - 1) break;
-    if (cache.length + 1 > config.maxPositionEmbeddings) break;
-    // Nothing else holds this step's logits (unless an intervention saw them): the next step's
-    // reuse their storage instead of leaving a garbage array per token.
-    if (!logitsSeen) model.backend.recycle?.(logits);
-    out = model.forward(
-      fed.map((t) => [t]),
-      {
-        positionIds: next.map((p) => [p]),
-        cache,
-        interventions,
-        logits: "last",
-        bf16MatmulInputs,
-      },
-    );
-    for (let r = 0; r < batch; r++) next[r]++;
+  try {
+    return yield* decode();
+  } finally {
+    // The cache's storage serves later outputs (the next generation's cache, say).
+    cache.dispose();
   }
-  return { tokens, sequences: rows.map((r, i) => [...r, ...tokens[i]]), finish };
+
+  function* decode(): Generator<TokenEvent, GenerateResult, void> {
+    let out = model.forward(ids, {
+      attentionMask: mask,
+      positionIds: positions,
+      cache,
+      interventions,
+      logits: "last",
+      bf16MatmulInputs,
+    });
+    for (let step = 0; step < maxNew; step++) {
+      const logits = out.logits.data;
+      const fed: number[] = [];
+      for (let r = 0; r < batch; r++) {
+        if (done[r]) {
+          fed.push(pad);
+          continue;
+        }
+        const token = pickToken(logits.subarray(r * vocab, (r + 1) * vocab), options, rng);
+        tokens[r].push(token);
+        fed.push(token);
+        if (stops.has(token)) {
+          done[r] = true;
+          finish[r] = "stop";
+        }
+        options.onToken?.({ row: r, token, step });
+        yield { row: r, token, step };
+      }
+      if (done.every((d) => d) || step === maxNew - 1) break;
+      if (cache.length + 1 > config.maxPositionEmbeddings) break;
+      // Nothing else holds this step's logits (unless an intervention saw them): the next step's
+      // reuse their storage instead of leaving a garbage array per token.
+      if (!logitsSeen) model.backend.recycle?.(logits);
+      out = model.forward(
+        fed.map((t) => [t]),
+        {
+          positionIds: next.map((p) => [p]),
+          cache,
+          interventions,
+          logits: "last",
+          bf16MatmulInputs,
+        },
+      );
+      for (let r = 0; r < batch; r++) next[r]++;
+    }
+    return { tokens, sequences: rows.map((r, i) => [...r, ...tokens[i]]), finish };
+  }
 }
 
 /** Generates up to `maxNewTokens` tokens for one prompt or a batch of prompts. */
