@@ -14,18 +14,20 @@
  * and next-token scoring need), so that peak RSS is that of the model rather than of 1 MiB of f32
  * logits per token. The glassbox child disposes each result once read (`Tensor.dispose`), as PyTorch
  * frees a dropped tensor at once, and limits V8's young generation as the glassbox command does at
- * startup (`limitYoungGeneration`).
+ * startup (`limitYoungGeneration`); `--plain-node` does neither.
  *
  * Each point runs after one warm-up call at least `--reps` times and until `--min-seconds` were spent
  * on it (both sides), so small models are timed in a steady state, not on their first calls.
  *
  *   npm run build && node dist/bench/forward.js [--rounds 2] [--reps 2] [--min-seconds 1] [--dtypes f32,bf16]
  *     [--points 128x1,128x8,1024x1] [--gen-prompt 16] [--gen-new 32] [--threads 2] [--logits all|last] [--configs 270m,1b] [--no-torch] [--json]
+ *     [--plain-node]
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { availableBackends, limitYoungGeneration } from "../src/backends/index.js";
+import type { Tensor } from "../src/core/tensor.js";
 import { loadGemma3Config } from "../src/model/gemma3/config.js";
 import { generate } from "../src/model/gemma3/generate.js";
 import { loadGemma3 } from "../src/model/gemma3/model.js";
@@ -53,6 +55,8 @@ interface Args {
   modelDir: string | null;
   /** Child mode: run with `bf16MatmulInputs`. */
   bf16Inputs: boolean;
+  /** Neither dispose results nor limit V8's young generation (what plain library use gives). */
+  plainNode: boolean;
   /** Unembed every position ("all") or only the last one. */
   logits: "all" | "last";
   /** Random-weight checkpoints to measure: "270m" and/or "1b" (the committed gemma-3-1b config). */
@@ -78,6 +82,7 @@ function parseArgs(argv: readonly string[]): Args {
     child: argv.includes("--child") ? get("child", "") : null,
     modelDir: argv.includes("--model-dir") ? get("model-dir", "") : null,
     bf16Inputs: argv.includes("--bf16-inputs"),
+    plainNode: argv.includes("--plain-node"),
     logits: get("logits", "all") === "last" ? "last" : "all",
     configs: get("configs", "270m").split(","),
   };
@@ -127,7 +132,10 @@ function peakRss(): number {
 /** Child mode: load the checkpoint on the native backend, time every point, print JSON. */
 function runGlassbox(args: Args, dir: string): RunResult {
   // As the glassbox command does at startup.
-  limitYoungGeneration();
+  if (!args.plainNode) limitYoungGeneration();
+  const done = (t: Tensor) => {
+    if (!args.plainNode) t.dispose();
+  };
   const backend = availableBackends().find((b) => b.name === "native") ?? availableBackends()[0];
   const t0 = performance.now();
   const model = loadGemma3(dir, backend);
@@ -140,7 +148,7 @@ function runGlassbox(args: Args, dir: string): RunResult {
   for (const point of args.points.split(",")) {
     const [seq, batch] = point.split("x").map(Number);
     const ids = idsFor(batch, seq, vocab);
-    model.forward(ids, { bf16MatmulInputs, logits }).logits.dispose();
+    done(model.forward(ids, { bf16MatmulInputs, logits }).logits);
     const seconds: number[] = [];
     let logit0 = 0;
     for (let r = 0, spent = 0; r < args.reps || spent < args.minSeconds; r++) {
@@ -149,7 +157,7 @@ function runGlassbox(args: Args, dir: string): RunResult {
       spent += (performance.now() - t) / 1000;
       seconds.push((performance.now() - t) / 1000);
       logit0 = out.logits.data[0];
-      out.logits.dispose();
+      done(out.logits);
     }
     forward.push({ seq, batch, seconds, logit0 });
   }
@@ -247,7 +255,15 @@ async function main(): Promise<void> {
     if (m.dtype === "bf16") runs["glassbox, bf16 inputs"] = [];
     if (torch) runs.PyTorch = [];
     if (torch && m.dtype === "bf16") runs["PyTorch, f32 compute"] = [];
-    const child = [...nodeArgs, "--child", "ts", "--model-dir", m.dir, ...childArgs(args, m.dtype)];
+    const child = [
+      ...nodeArgs,
+      "--child",
+      "ts",
+      "--model-dir",
+      m.dir,
+      ...childArgs(args, m.dtype),
+      ...(args.plainNode ? ["--plain-node"] : []),
+    ];
     const python = [
       join(repoRoot, "reference", "bench_forward.py"),
       "--model-dir",
