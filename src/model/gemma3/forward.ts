@@ -467,9 +467,8 @@ function mixValues(
     return reshape(mixed, [batch, c.heads, seq, c.headDim]);
   }
   // Last block first: its scores are the largest (on full layers), and the smaller blocks after it
-  // reuse their storage.
-  // Each block's output goes straight into the result (under a tape, which needs every piece,
-  // the pieces are concatenated).
+  // reuse their storage. Each block's output goes straight into the result (under a tape, which
+  // needs every piece, the pieces are concatenated).
   const all = isRecording() ? null : empty(pass.backend, [batch, c.kvHeads, groups, seq, c.headDim]);
   const parts: Tensor<"f32">[] = [];
   for (let i = Math.ceil(seq / block) - 1; i >= 0; i--) {
