@@ -628,15 +628,17 @@ function block(pass: Pass, layer: number, w: LayerWeights, residPre: Tensor<"f32
 }
 
 /**
- * An upper bound on the length of any output of a pass (activations, MLP hidden, attention scores
- * over at most twice the keys a cache may store, logits).
+ * An upper bound on the length of any output of a pass: activations, MLP hidden, attention scores
+ * and KV cache storage over at most as many keys as a cache's storage may hold (it starts at 64
+ * slots and grows by half), logits.
  */
 function largestOutput(c: Gemma3Config, b: Batch, offset: number, lastLogits: boolean): number {
   const rows = b.batch * b.seq;
-  const keys = 2 * (offset + b.seq);
+  const keys = 2 * (offset + b.seq) + 64;
   return Math.max(
     rows * Math.max(c.dModel, c.heads * c.headDim, c.dMlp),
     b.batch * c.heads * b.seq * keys,
+    b.batch * c.kvHeads * keys * c.headDim,
     (lastLogits ? b.batch : rows) * c.vocab,
   );
 }
