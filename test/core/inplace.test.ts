@@ -97,6 +97,13 @@ for (const B of availableBackends()) {
       const x = own(randn(B, [2, 3], 11));
       const tail = fromStorage(B, "f32", [1, 3], x.data.subarray(3, 6));
       assert.throws(() => ops.addInPlace(x, tail), /overlaps the left one's storage/);
+      // Another part of the same buffer is a separate operand.
+      const both = new Float32Array(12);
+      const left = fromStorage(B, "f32", [2, 3], both.subarray(0, 6)).data.fill(1);
+      const right = fromStorage(B, "f32", [2, 3], both.subarray(6, 12));
+      right.data.fill(2);
+      ops.addInPlace(fromStorage(B, "f32", [2, 3], left), right);
+      assert.deepEqual([...both], [3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2]);
     });
   });
 }

@@ -6,7 +6,8 @@
  *
  * The caller must own the overwritten tensor: an op's own f32 output that no other live tensor reads
  * (a view or reshape sharing its storage counts). They record nothing, and refuse to run while a
- * tape records, since a backward pass would read the overwritten values.
+ * tape records, since a backward pass would read the overwritten values. `fillOutsideBands` fills
+ * the storage directly (`TypedArray.fill`, native-speed), as every backend's storage is a host array.
  */
 import type { Backend, BinaryOp } from "../backend.js";
 import { isRecording } from "../tape.js";
@@ -43,7 +44,12 @@ function binaryInPlace(op: BinaryOp, name: string, a: Tensor<"f32">, b: Tensor |
       `${formatShape(tb.shape)} would broadcast the result to ${formatShape(shape)}, not ${formatShape(a.shape)}`,
     );
   const bd = f32Data(name, tb, "right operand");
-  if (bd.buffer === out.buffer && !(bd.byteOffset === out.byteOffset && sameShape(tb.shape, a.shape)))
+  const overlaps =
+    bd.buffer === out.buffer &&
+    bd.byteOffset < out.byteOffset + out.byteLength &&
+    out.byteOffset < bd.byteOffset + bd.byteLength;
+  // Reading b[i] as out[i] is written is fine only when b is a itself.
+  if (overlaps && !(bd.byteOffset === out.byteOffset && sameShape(tb.shape, a.shape)))
     fail(name, "the right operand overlaps the left one's storage");
   backend.binary(op, out, bd, out, {
     shape,
