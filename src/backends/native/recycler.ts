@@ -5,7 +5,7 @@
  * kept buffer that holds it (best fit, at most `maxSlack` times larger), as a view of the buffer's
  * front. Reusing memory that is already mapped saves the page faults and the garbage of a fresh
  * array. Best fit, not only equal lengths, lets differently sized outputs share buffers: the
- * attention blocks of a long prompt score 256, 512, 768, ... keys, and would otherwise each keep
+ * attention blocks of a long prompt score 128, 256, 384, ... keys, and would otherwise each keep
  * their own. At most `maxBytes` are kept, the oldest given up first.
  *
  * Only an array this pool handed out, whole and unchanged (not a view or slice of it), is taken

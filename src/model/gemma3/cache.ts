@@ -136,25 +136,24 @@ export class KVCache {
     const blocks = batch * heads;
     const window = this.windows[layer];
     let h = this.held[layer];
-    if (h === null && window !== null && seq > slidingBound(window)) {
-      // A first chunk longer than a sliding layer's storage: its queries attend to the chunk
-      // itself, and only its last `window` keys are stored for later calls.
-      h = { k: new Float32Array(0), v: new Float32Array(0), capacity: 0, len: 0, start: 0 };
-      resize(h, blocks, dim, slidingBound(window), 0, this.storage(k));
-      for (let b = 0; b < blocks; b++) {
-        const from = (b * seq + seq - window) * dim;
-        h.k.set(k.data.subarray(from, from + window * dim), b * h.capacity * dim);
-        h.v.set(v.data.subarray(from, from + window * dim), b * h.capacity * dim);
-      }
-      h.len = window;
-      h.start = this.len + seq - window;
-      this.held[layer] = h;
-      return { k, v, start: this.len };
-    }
     if (h === null) {
+      const long = window !== null && seq > slidingBound(window);
       h = { k: new Float32Array(0), v: new Float32Array(0), capacity: 0, len: 0, start: this.len };
-      resize(h, blocks, dim, Math.max(MIN_CAPACITY, seq), 0, this.storage(k));
+      const capacity = window !== null && long ? slidingBound(window) : Math.max(MIN_CAPACITY, seq);
+      resize(h, blocks, dim, capacity, 0, this.storage(k));
       this.held[layer] = h;
+      if (window !== null && long) {
+        // A first chunk longer than a sliding layer's storage: its queries attend to the chunk
+        // itself, and only its last `window` keys are stored for later calls.
+        for (let b = 0; b < blocks; b++) {
+          const from = (b * seq + seq - window) * dim;
+          h.k.set(k.data.subarray(from, from + window * dim), b * h.capacity * dim);
+          h.v.set(v.data.subarray(from, from + window * dim), b * h.capacity * dim);
+        }
+        h.len = window;
+        h.start = this.len + seq - window;
+        return { k, v, start: this.len };
+      }
     }
     if (h.len + seq > h.capacity) {
       // A sliding layer keeps its last `window` keys only (later queries see no earlier one).

@@ -160,13 +160,6 @@ export function* generationSteps(
   const logitsSeen = interventions.some((iv) => iv.site.name === sites.logits.name);
 
   try {
-    return yield* decode();
-  } finally {
-    // The cache's storage serves later outputs (the next generation's cache, say).
-    cache.dispose();
-  }
-
-  function* decode(): Generator<TokenEvent, GenerateResult, void> {
     let out = model.forward(ids, {
       attentionMask: mask,
       positionIds: positions,
@@ -197,7 +190,7 @@ export function* generationSteps(
       if (cache.length + 1 > config.maxPositionEmbeddings) break;
       // Nothing else holds this step's logits (unless an intervention saw them): the next step's
       // reuse their storage instead of leaving a garbage array per token.
-      if (!logitsSeen) model.backend.recycle?.(logits);
+      if (!logitsSeen) out.logits.dispose();
       out = model.forward(
         fed.map((t) => [t]),
         {
@@ -211,6 +204,9 @@ export function* generationSteps(
       for (let r = 0; r < batch; r++) next[r]++;
     }
     return { tokens, sequences: rows.map((r, i) => [...r, ...tokens[i]]), finish };
+  } finally {
+    // The cache's storage serves later outputs (the next generation's cache, say).
+    cache.dispose();
   }
 }
 
