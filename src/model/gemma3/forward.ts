@@ -70,8 +70,8 @@ export interface ForwardOptions {
    * full matrix, and more than twice as many keys as the block): each block scores only the keys
    * it can see, [0, its last query] on full layers (causal) and its window on sliding layers. The
    * result at real tokens does not depend on it; smaller blocks score fewer keys that the mask
-   * hides and need less memory, larger ones take fewer operations. Default 128 (256 measured no
-   * faster on 1,024-token prompts, and its scores take twice the memory).
+   * hides and need less memory, larger ones take fewer operations. Default 128 (256 measured
+   * within 3 % of it on 1,024-token prompts, and its scores take twice the memory).
    */
   readonly attentionBlock?: number;
   /**
