@@ -484,20 +484,21 @@ static napi_value js_rmsnorm(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-/* (x, cos, sin, out, rows, seq, dim, inverse) */
+/* (x, cos, sin, out, rows, seq, dim, inverse, heads) */
 static napi_value js_rope(napi_env env, napi_callback_info info) {
-  call_t c = begin(env, info, 8);
+  call_t c = begin(env, info, 9);
   arr_t x = typed(&c, 0, napi_float32_array), cs = typed(&c, 1, napi_float32_array),
         sn = typed(&c, 2, napi_float32_array), out = output(&c, 3);
   int64_t rows = size_arg(&c, 4), seq = size_arg(&c, 5), dim = size_arg(&c, 6);
   int inverse = flag(&c, 7);
+  int64_t heads = size_arg(&c, 8);
   if (c.ok && dim % 2 != 0) fail_range(&c, "native rope: dim must be even");
-  int64_t n = prod(&c, prod(&c, rows, seq), dim);
+  int64_t n = prod(&c, prod(&c, prod(&c, rows, seq), heads), dim);
   need(&c, &x, n, "x");
   need(&c, &out, n, "out");
   need(&c, &cs, prod(&c, seq, dim / 2), "cos");
   need(&c, &sn, prod(&c, seq, dim / 2), "sin");
-  if (c.ok) gb_rope_run(x.data, cs.data, sn.data, out.data, rows, seq, dim, inverse);
+  if (c.ok) gb_rope_run(x.data, cs.data, sn.data, out.data, rows, seq, heads, dim, inverse);
   return undefined(env);
 }
 

@@ -80,7 +80,7 @@ void gb_softmax_run(const float *x, float *out, int64_t rows, int64_t cols, int 
 void gb_rmsnorm_run(const float *x, const float *w, float *out, int64_t rows, int64_t cols, double eps,
                     double w_offset, float *inv_rms);
 void gb_rope_run(const float *x, const float *cos_t, const float *sin_t, float *out, int64_t rows, int64_t seq,
-                 int64_t dim, int inverse);
+                 int64_t heads, int64_t dim, int inverse);
 void gb_gather_run(const void *src, int dtype, const int32_t *idx, float *out, int64_t outer, int64_t size,
                    int64_t inner, int64_t src_size);
 void gb_scatter_add_run(const float *src, const int32_t *idx, float *out, int64_t outer, int64_t size,

@@ -19,7 +19,7 @@
 typedef struct {
   const float *x, *cos_t, *sin_t;
   float *out;
-  int64_t seq, dim;
+  int64_t seq, heads, dim;
   double sign;
 } rope_ctx;
 
@@ -27,7 +27,7 @@ static void rope_range(void *vctx, int64_t b, int64_t e) {
   const rope_ctx *c = vctx;
   int64_t half = c->dim / 2;
   for (int64_t r = b; r < e; r++) {
-    int64_t t = r % c->seq;
+    int64_t t = (r / c->heads) % c->seq;
     const float *x = c->x + r * c->dim;
     float *o = c->out + r * c->dim;
     const float *cs = c->cos_t + t * half, *sn = c->sin_t + t * half;
@@ -41,11 +41,12 @@ static void rope_range(void *vctx, int64_t b, int64_t e) {
   }
 }
 
+/* x and out are [rows, seq, heads, dim] (out may be x); the tables [seq, dim / 2]. */
 void gb_rope_run(const float *x, const float *cos_t, const float *sin_t, float *out, int64_t rows, int64_t seq,
-                 int64_t dim, int inverse) {
-  rope_ctx c = {x, cos_t, sin_t, out, seq, dim, inverse ? -1.0 : 1.0};
+                 int64_t heads, int64_t dim, int inverse) {
+  rope_ctx c = {x, cos_t, sin_t, out, seq, heads, dim, inverse ? -1.0 : 1.0};
   int64_t grain = dim >= GRAIN ? 1 : GRAIN / (dim > 0 ? dim : 1);
-  gb_parallel_for(rows * seq, grain, rope_range, &c);
+  gb_parallel_for(rows * seq * heads, grain, rope_range, &c);
 }
 
 /* ---- gather ---- */

@@ -185,9 +185,11 @@ export interface Backend {
   /**
    * Storage for an op's output that the kernel overwrites entirely: its initial contents are
    * unspecified. Optional; without it ops allocate zero-filled arrays. Skipping the zero fill (and
-   * reusing freed memory) matters for large outputs such as logits.
+   * reusing freed memory) matters for large outputs such as logits. With `exact`, a reused array
+   * is never a view of a longer buffer: for arrays kept a long time (a KV cache), which would
+   * otherwise hold a longer buffer's unused tail.
    */
-  allocOutput?(size: number): Float32Array;
+  allocOutput?(size: number, exact?: boolean): Float32Array;
   /**
    * Hands back an array from `allocOutput` that nothing will read or write again, so that a later
    * `allocOutput` that fits can reuse its memory (already mapped: no page faults, no garbage
@@ -252,10 +254,11 @@ export interface Backend {
   ): void;
   /**
    * Rotary embedding, non-interleaved (rotate_half) over the last axis of size `dim`:
-   * x viewed as [rows, seq, dim]; cos/sin are [seq, dim/2]; for j < dim/2:
+   * x viewed as [rows, seq, heads, dim] (every head of a position turns by that position's
+   * angles); cos/sin are [seq, dim/2]; for j < dim/2:
    *   out[.., j]         = x[.., j] cos - x[.., j + dim/2] sin
    *   out[.., j + dim/2] = x[.., j + dim/2] cos + x[.., j] sin
-   * Passing `inverse` rotates by -angle (the backward pass).
+   * Passing `inverse` rotates by -angle (the backward pass). `out` may be `x`.
    */
   rope(
     x: Float32Array,
@@ -266,6 +269,7 @@ export interface Backend {
     seq: number,
     dim: number,
     inverse: boolean,
+    heads: number,
   ): void;
 
   /** out[o, i, j] = src[o, idx[i], j]; src axis has `srcSize` entries, idx has `axis.size` entries. */

@@ -753,22 +753,42 @@ describe("native backend", { skip }, () => {
       }
     });
 
-    test("rope, forward and inverse", () => {
-      for (const [rows, seq, dim] of [
-        [1, 1, 2],
-        [3, 7, 64],
-        [8, 33, 256],
+    test("rope, forward and inverse, one or several heads per position", () => {
+      for (const [rows, seq, heads, dim] of [
+        [1, 1, 1, 2],
+        [3, 7, 1, 64],
+        [8, 33, 1, 256],
+        [2, 5, 3, 8],
+        [1, 9, 4, 256],
       ]) {
         const half = dim / 2;
         const ang = uniform(seq * half, dim, -10, 10);
         const cos = ang.map(Math.cos);
         const sin = ang.map(Math.sin);
-        const x = uniform(rows * seq * dim, rows + seq);
+        const x = uniform(rows * seq * heads * dim, rows + seq);
         for (const inverse of [false, true]) {
           const [got, want] = both(new Float32Array(x.length), (b, out) =>
-            b.rope(x, cos, sin, out, rows, seq, dim, inverse),
+            b.rope(x, cos, sin, out, rows, seq, dim, inverse, heads),
           );
-          assertSame(got, want, `rope ${rows}x${seq}x${dim} inverse ${inverse}`);
+          const what = `rope ${rows}x${seq}x${heads}x${dim} inverse ${inverse}`;
+          assertSame(got, want, what);
+          // Every head of position t turns by row t of the tables, as one head alone does.
+          const t = seq - 1;
+          const h = heads - 1;
+          const at = ((rows - 1) * seq + t) * heads + h;
+          const one = new Float32Array(dim);
+          R.rope(
+            x.subarray(at * dim, (at + 1) * dim),
+            cos.subarray(t * half, (t + 1) * half),
+            sin.subarray(t * half, (t + 1) * half),
+            one,
+            1,
+            1,
+            dim,
+            inverse,
+            1,
+          );
+          assertSame(got.subarray(at * dim, (at + 1) * dim), one, `${what}, last head`);
         }
       }
     });
@@ -1014,8 +1034,9 @@ describe("native backend", { skip }, () => {
     assert.equal(fit.buffer, small.buffer);
     assert.equal(fit.byteOffset, 0);
     assert.equal(fit.length, 90000);
-    // ... but never one more than twice its length.
+    // ... but never one more than twice its length, nor a longer one at all when asked for exactly.
     assert.notEqual(alloc(140000).buffer, large.buffer);
+    assert.notEqual(N.allocOutput?.(150000, true).buffer, large.buffer, "exact: not a longer buffer");
     assert.equal(alloc(150000).buffer, large.buffer);
     // The view that was handed out comes back whole; a narrower view of it never does.
     recycle(fit.subarray(0, 80000));

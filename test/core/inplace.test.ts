@@ -26,7 +26,13 @@ for (const B of availableBackends()) {
       const a = randn(B, [3, 4, 5], 1);
       const b = randn(B, [3, 4, 5], 2);
       const row = randn(B, [1, 4, 1], 3);
-      const cases: [string, (x: Tensor<"f32">) => Tensor<"f32">, Tensor<"f32">][] = [
+      const w = ops.cast(randn(B, [5], 12), "bf16");
+      // rope turns pairs of the last axis (of even length 4) by tables [positions, 2].
+      const a4 = randn(B, [3, 5, 4], 13);
+      const { cos, sin } = ops.ropeTables(fromStorage(B, "i32", [5], Int32Array.of(0, 3, 1, 7, 2)), 4, 100);
+      const tables3 = ops.ropeTables(fromStorage(B, "i32", [3], Int32Array.of(5, 0, 9)), 4, 100);
+      const [cos3, sin3] = [tables3.cos, tables3.sin];
+      const cases: [string, (x: Tensor<"f32">) => Tensor<"f32">, Tensor<"f32">, Tensor<"f32">?][] = [
         ["addInPlace", (x) => ops.addInPlace(x, b), ops.add(a, b)],
         ["addInPlace broadcast", (x) => ops.addInPlace(x, row), ops.add(a, row)],
         ["addInPlace number", (x) => ops.addInPlace(x, 0.5), ops.add(a, 0.5)],
@@ -35,9 +41,28 @@ for (const B of availableBackends()) {
         ["affineInPlace", (x) => ops.affineInPlace(x, 0.3, -2), ops.affine(a, 0.3, -2)],
         ["geluTanhInPlace", (x) => ops.geluTanhInPlace(x), ops.geluTanh(a)],
         ["softmaxInPlace", (x) => ops.softmaxInPlace(x), ops.softmax(a)],
+        [
+          "rmsnormInPlace",
+          (x) => ops.rmsnormInPlace(x, w, { eps: 1e-3, weightOffset: 1 }),
+          ops.rmsnorm(a, w, { eps: 1e-3, weightOffset: 1 }),
+        ],
+        ["rmsnormInPlace, no weight", (x) => ops.rmsnormInPlace(x, null), ops.rmsnorm(a, null)],
+        ["ropeInPlace", (x) => ops.ropeInPlace(x, cos, sin), ops.rope(a4, cos, sin), a4],
+        [
+          "ropeInPlace inverse",
+          (x) => ops.ropeInPlace(x, cos, sin, { inverse: true }),
+          ops.rope(a4, cos, sin, { inverse: true }),
+          a4,
+        ],
+        [
+          "ropeInPlace, heads after positions",
+          (x) => ops.ropeInPlace(x, cos3, sin3, { seqAxis: -3 }),
+          ops.rope(a4, cos3, sin3, { seqAxis: -3 }),
+          a4,
+        ],
       ];
-      for (const [name, f, expected] of cases) {
-        const x = own(a);
+      for (const [name, f, expected, input = a] of cases) {
+        const x = own(input);
         const storage = x.data;
         const y = f(x);
         assert.equal(y.data, storage, `${name}: writes its operand's storage`);
@@ -79,6 +104,39 @@ for (const B of availableBackends()) {
       assertSame(whole, ops.concat(parts, 1), "assignNarrow");
       assert.throws(() => ops.assignNarrow(whole, 1, 5, parts[2]), /does not fit/);
       assert.throws(() => ops.assignNarrow(whole, 1, 0, randn(B, [2, 1, 3], 8)), /does not fit/);
+    });
+
+    test("rope with heads after positions turns every head as rope on [.., heads, seq, dim] does", () => {
+      const x = randn(B, [2, 3, 4, 6], 14); // [batch, seq, heads, dim]
+      const { cos, sin } = ops.ropeTables(fromStorage(B, "i32", [3], Int32Array.of(2, 0, 11)), 6, 50);
+      const want = ops.permute(ops.rope(ops.permute(x, [0, 2, 1, 3]), cos, sin), [0, 2, 1, 3]);
+      assertSame(ops.rope(x, cos, sin, { seqAxis: -3 }), want, "rope seqAxis -3");
+      assertSame(ops.ropeInPlace(own(x), cos, sin, { seqAxis: -3 }), want, "ropeInPlace seqAxis -3");
+      assert.throws(() => ops.rope(x, cos, sin), /tables must be \[4, 3\]/);
+    });
+
+    test("assignRegion writes a (permuted) block where slicing would read it back", () => {
+      const dst = own(randn(B, [2, 5, 3, 4], 15));
+      const before = Float32Array.from(dst.data);
+      const src = randn(B, [1, 3, 2, 4], 16); // [1, heads, n, dim] -> [1, n, heads, dim]
+      ops.assignRegion(dst, [1, 2, 0, 0], src, [0, 2, 1, 3]);
+      assertSame(
+        ops.slice(dst, [
+          { start: 1, stop: 2 },
+          { start: 2, stop: 4 },
+        ]),
+        ops.permute(src, [0, 2, 1, 3]),
+        "region",
+      );
+      // Everything outside the region is untouched.
+      for (let i = 0; i < dst.size; i++) {
+        const [b, t] = [Math.floor(i / 60), Math.floor(i / 12) % 5];
+        if (!(b === 1 && t >= 2 && t < 4)) assert.equal(dst.data[i], before[i], `[${i}] untouched`);
+      }
+      assert.throws(() => ops.assignRegion(dst, [1, 4, 0, 0], src, [0, 2, 1, 3]), /does not fit/);
+      assert.throws(() => ops.assignRegion(dst, [0, 0, 0, 0], src, [0, 1, 1, 3]), /not a permutation/);
+      const view = fromStorage(B, "f32", [1, 1, 3, 4], dst.data.subarray(0, 12));
+      assert.throws(() => ops.assignRegion(dst, [0, 1, 0, 0], view), /overlaps/);
     });
 
     test("refused under a tape, for a result of another shape, and for an overlapping operand", () => {

@@ -57,6 +57,50 @@ for (const backend of availableBackends()) {
       }
     });
 
+    test("reserved storage is taken at the first call and never grows; decoding is unchanged", () => {
+      const c = model.config;
+      const cache = model.newCache(2, { reserve: ids[0].length });
+      // Every layer's storage: batch * key heads * slots * head_dim, keys and values, in f32.
+      const slots = (l: number) => {
+        const w = c.layerTypes[l] === "sliding_attention" ? window : null;
+        return w === null ? ids[0].length : Math.min(ids[0].length, Math.max(64, w + Math.ceil(w / 4)));
+      };
+      let want = 0;
+      for (let l = 0; l < c.layers; l++) want += 2 * 2 * c.kvHeads * Math.max(64, slots(l)) * c.headDim * 4;
+      let at = 0;
+      for (const n of [2, 6, 1, 4]) {
+        const planned = cache.bounds(n, c.kvHeads, c.headDim);
+        if (at > 0) assert.equal(planned.storage, 0, `nothing to allocate at ${at}`);
+        const got = model.forward(
+          ids.map((r) => r.slice(at, at + n)),
+          { cache },
+        ).logits;
+        assert.ok(maxAbsDiff(got, narrow(full, 1, at, n)) <= tol, `chunk at ${at}`);
+        assert.equal(cache.bytes, want, `storage after ${at + n} tokens`);
+        at += n;
+      }
+      assert.throws(() => model.newCache(1, { reserve: -1 }), /reserve must be a non-negative integer/);
+    });
+
+    test("bounds cover the storage a call allocates and the keys it reads", () => {
+      const c = model.config;
+      const cache = model.newCache(2);
+      let at = 0;
+      for (const n of [3, 9, 1]) {
+        const planned = cache.bounds(n, c.kvHeads, c.headDim);
+        const before = cache.bytes;
+        model.forward(
+          ids.map((r) => r.slice(at, at + n)),
+          { cache },
+        );
+        at += n;
+        // The largest single array (keys or values of one layer) is at most the planned one.
+        assert.ok(cache.bytes - before <= 2 * c.layers * planned.storage * 4, `storage at ${at}`);
+        assert.ok(planned.keys >= at, `keys at ${at}`);
+        for (let l = 0; l < c.layers; l++) assert.ok(cache.keysHeld(l) <= planned.keys);
+      }
+    });
+
     test("blocked attention (long sequences, no pattern hook) equals the full matrix on every layer", () => {
       const long = [tokens(45, 5), tokens(45, 6), tokens(45, 7)];
       const mask = [

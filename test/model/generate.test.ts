@@ -11,7 +11,7 @@ import { argmax } from "../../src/core/ops/reduce.js";
 import { Rng } from "../../src/core/random.js";
 import type { Tensor } from "../../src/core/tensor.js";
 import { generate, generateStream, pickToken, type TokenEvent } from "../../src/model/gemma3/generate.js";
-import { capture } from "../../src/model/gemma3/interventions.js";
+import { capture, scaleBy } from "../../src/model/gemma3/interventions.js";
 import { sites } from "../../src/model/gemma3/sites.js";
 import { tinyModel } from "./helpers.js";
 
@@ -46,6 +46,32 @@ for (const backend of availableBackends()) {
       );
       assert.equal(new Set(seen.map((t) => t.data.buffer)).size, 6);
       assert.deepEqual(res.tokens, generate(model, prompt, { maxNewTokens: 6, stopTokens: [] }).tokens);
+    });
+
+    test("a prompt fed in chunks gives the tokens of one call", () => {
+      const long = [2, 5, 9, 14, 3, 8, 21, 4, 4, 17, 30, 6, 11];
+      const prompts = [long, long.slice(4)];
+      const whole = generate(model, prompts, { maxNewTokens: 5, stopTokens: [], prefillChunk: Infinity });
+      for (const prefillChunk of [1, 3, 5, 128]) {
+        const got = generate(model, prompts, { maxNewTokens: 5, stopTokens: [], prefillChunk });
+        assert.deepEqual(got.tokens, whole.tokens, `prefillChunk ${prefillChunk}`);
+      }
+      // An intervention at a position acts the same whichever chunk holds it.
+      const steer = (chunk: number) =>
+        generate(model, long, {
+          maxNewTokens: 4,
+          stopTokens: [],
+          prefillChunk: chunk,
+          interventions: [scaleBy(sites.residPost(model.config.layers - 1), -3, { positions: [6, 12] })],
+        }).tokens;
+      assert.deepEqual(steer(4), steer(Infinity));
+      assert.notDeepEqual(steer(4), generate(model, long, { maxNewTokens: 4, stopTokens: [] }).tokens);
+      for (const bad of [0, 1.5, -2]) {
+        assert.throws(
+          () => generate(model, long, { maxNewTokens: 1, prefillChunk: bad }),
+          /prefillChunk must be a positive integer or Infinity/,
+        );
+      }
     });
 
     test("a batch of prompts of different lengths equals separate runs", () => {

@@ -117,6 +117,7 @@ interface Addon extends SparseAddon, TrainingAddon {
     seq: number,
     dim: number,
     inverse: boolean,
+    heads: number,
   ): void;
   /** Returns -1, or the position in `idx` of an out-of-range index (nothing written then). */
   gather(
@@ -268,8 +269,8 @@ const recycler = new Recycler({
   onDrop: (buffer) => discardPages?.(new Float32Array(buffer)),
 });
 
-function allocOutput(size: number): Float32Array {
-  const reused = recycler.take(size);
+function allocOutput(size: number, exact = false): Float32Array {
+  const reused = recycler.take(size, exact);
   if (reused !== undefined) return POISON ? reused.fill(Number.NaN) : reused;
   // Buffers stop at buffer.constants.MAX_LENGTH (4 GiB in Node 20); typed arrays go further.
   const out =
@@ -301,8 +302,8 @@ function wrap(addon: Addon): NativeBackend {
     logSoftmax: (x, out, rows, cols) => addon.softmax(x, out, rows, cols, true),
     rmsnorm: (x, weight, out, rows, cols, eps, weightOffset, invRms) =>
       addon.rmsnorm(x, weight, out, rows, cols, eps, weightOffset, invRms),
-    rope: (x, cos, sin, out, rows, seq, dim, inverse) =>
-      addon.rope(x, cos, sin, out, rows, seq, dim, inverse),
+    rope: (x, cos, sin, out, rows, seq, dim, inverse, heads) =>
+      addon.rope(x, cos, sin, out, rows, seq, dim, inverse, heads),
     gather: (src, srcDtype, idx, out, ax, srcSize) => {
       const bad = addon.gather(src, DTYPE[srcDtype], idx, out, ax.outer, ax.size, ax.inner, srcSize);
       if (bad >= 0) throw indexError(idx, bad, srcSize);

@@ -41,13 +41,16 @@ export class Recycler {
 
   constructor(private readonly options: RecyclerOptions) {}
 
-  /** A kept buffer's front as an array of `length`, or undefined when none fits. */
-  take(length: number): Float32Array | undefined {
+  /**
+   * A kept buffer's front as an array of `length`, or undefined when none fits. With `exact`, only a
+   * buffer of exactly that length.
+   */
+  take(length: number, exact = false): Float32Array | undefined {
     if (length < this.options.minLength) return undefined;
     const i = lowerBound(this.capacities, length);
     if (i === this.capacities.length) return undefined;
     const capacity = this.capacities[i];
-    if (capacity > length * this.options.maxSlack) return undefined;
+    if (capacity > (exact ? length : length * this.options.maxSlack)) return undefined;
     const list = this.byCapacity.get(capacity);
     const buffer = list?.at(-1);
     if (list === undefined || buffer === undefined) return undefined;

@@ -106,20 +106,20 @@ export function rope(
   seq: number,
   dim: number,
   inverse: boolean,
+  heads: number,
 ): void {
   const half = dim / 2;
   const sign = inverse ? -1 : 1;
-  for (let r = 0; r < rows; r++) {
-    for (let t = 0; t < seq; t++) {
-      const s = (r * seq + t) * dim;
-      for (let j = 0; j < half; j++) {
-        const c = cos[t * half + j];
-        const sn = sign * sin[t * half + j];
-        const x1 = x[s + j];
-        const x2 = x[s + j + half];
-        out[s + j] = x1 * c - x2 * sn;
-        out[s + j + half] = x2 * c + x1 * sn;
-      }
+  for (let u = 0; u < rows * seq * heads; u++) {
+    const t = Math.floor(u / heads) % seq;
+    const s = u * dim;
+    for (let j = 0; j < half; j++) {
+      const c = cos[t * half + j];
+      const sn = sign * sin[t * half + j];
+      const x1 = x[s + j];
+      const x2 = x[s + j + half];
+      out[s + j] = x1 * c - x2 * sn;
+      out[s + j + half] = x2 * c + x1 * sn;
     }
   }
 }

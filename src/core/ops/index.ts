@@ -36,10 +36,13 @@ export {
   addInPlace,
   affineInPlace,
   assignNarrow,
+  assignRegion,
   empty,
   fillOutsideBands,
   geluTanhInPlace,
   mulInPlace,
+  rmsnormInPlace,
+  ropeInPlace,
   softmaxInPlace,
 } from "./inplace.js";
 export { type MatmulOptions, matmul, matmulAsync } from "./linalg.js";

@@ -1,7 +1,8 @@
 /**
  * In-place ops for inference code that owns its intermediates (the Gemma 3 forward pass): each
  * overwrites its first operand with the result and returns it, so a chain such as
- * gelu(gate) * up or softmax(q k^T * s + mask) needs one buffer instead of one per step. The
+ * gelu(gate) * up, softmax(q k^T * s + mask) or rope(norm(x W_q)) needs one buffer instead of one
+ * per step. The
  * arithmetic is the same kernels' as the out-of-place ops, so results are identical.
  *
  * The caller must own the overwritten tensor: an op's own f32 output that no other live tensor reads
@@ -12,6 +13,7 @@
 import type { Backend, BinaryOp } from "../backend.js";
 import { isRecording } from "../tape.js";
 import { formatShape, type Tensor } from "../tensor.js";
+import { type RmsnormOptions, type RopeOptions, rmsnormArgs, ropeArgs } from "./nn.js";
 import {
   asTensor,
   backendOf,
@@ -130,30 +132,96 @@ export function assignNarrow(
   start: number,
   src: Tensor<"f32">,
 ): Tensor<"f32"> {
-  const backend = backendOf("assignNarrow", dst, src);
-  const out = owned("assignNarrow", dst);
   const a = normAxis("assignNarrow", axis, dst.rank);
-  const len = src.shape[a];
-  const fits =
-    src.rank === dst.rank &&
-    src.shape.every((d, i) => i === a || d === dst.shape[i]) &&
-    Number.isInteger(start) &&
-    start >= 0 &&
-    start + len <= dst.shape[a];
-  if (!fits)
+  if (src.rank !== dst.rank || !src.shape.every((d, i) => i === a || d === dst.shape[i]))
     fail(
       "assignNarrow",
       `${formatShape(src.shape)} does not fit ${formatShape(dst.shape)} at ${start} on axis ${a}`,
     );
-  const strides = contiguousStrides(dst.shape);
-  backend.copy(f32Data("assignNarrow", src, "source"), out, {
-    shape: src.shape,
+  return assignRegion(
+    dst,
+    dst.shape.map((_, i) => (i === a ? start : 0)),
+    src,
+  );
+}
+
+/**
+ * Writes permute(src, perm) into the block of dst that starts at index `starts` (one per axis) and
+ * has the permuted shape: dst[starts + i] = src[i permuted back]. Without `perm`, src as it is.
+ */
+export function assignRegion(
+  dst: Tensor<"f32">,
+  starts: readonly number[],
+  src: Tensor<"f32">,
+  perm?: readonly number[],
+): Tensor<"f32"> {
+  const backend = backendOf("assignRegion", dst, src);
+  const out = owned("assignRegion", dst);
+  const p = perm ?? src.shape.map((_, i) => i);
+  if (p.length !== src.rank || new Set(p).size !== p.length || !p.every((a) => a >= 0 && a < src.rank))
+    fail("assignRegion", `[${p.join(", ")}] is not a permutation of ${src.rank} axes`);
+  const shape = p.map((a) => src.shape[a]);
+  const fits =
+    shape.length === dst.rank &&
+    starts.length === dst.rank &&
+    shape.every((d, i) => Number.isInteger(starts[i]) && starts[i] >= 0 && starts[i] + d <= dst.shape[i]);
+  if (!fits)
+    fail(
+      "assignRegion",
+      `${formatShape(shape)} does not fit ${formatShape(dst.shape)} at [${starts.join(", ")}]`,
+    );
+  const data = f32Data("assignRegion", src, "source");
+  if (
+    data.buffer === out.buffer &&
+    data.byteOffset < out.byteOffset + out.byteLength &&
+    out.byteOffset < data.byteOffset + data.byteLength
+  )
+    fail("assignRegion", "the source overlaps the destination's storage");
+  const srcStrides = contiguousStrides(src.shape);
+  const dstStrides = contiguousStrides(dst.shape);
+  backend.copy(data, out, {
+    shape,
     srcOffset: 0,
-    srcStrides: contiguousStrides(src.shape),
-    dstOffset: start * strides[a],
-    dstStrides: strides,
+    srcStrides: p.map((a) => srcStrides[a]),
+    dstOffset: starts.reduce((o, s, i) => o + s * dstStrides[i], 0),
+    dstStrides,
   });
   return dst;
+}
+
+/** x = rmsnorm(x, weight) over the last axis (see `rmsnorm`). */
+export function rmsnormInPlace(
+  x: Tensor<"f32">,
+  weight: Tensor | null,
+  options: RmsnormOptions = {},
+): Tensor<"f32"> {
+  const data = owned("rmsnormInPlace", x);
+  const { rows, cols, eps, offset, backend, w } = rmsnormArgs("rmsnormInPlace", x, weight, options);
+  backend.rmsnorm(data, w ? w.data : null, data, rows, cols, eps, offset, null);
+  return x;
+}
+
+/** x = rope(x, cos, sin) (see `rope`). */
+export function ropeInPlace(
+  x: Tensor<"f32">,
+  cos: Tensor,
+  sin: Tensor,
+  options: RopeOptions = {},
+): Tensor<"f32"> {
+  const data = owned("ropeInPlace", x);
+  const { backend, rows, seq, heads, dim, inverse } = ropeArgs("ropeInPlace", x, cos, sin, options);
+  backend.rope(
+    data,
+    f32Data("ropeInPlace", cos, "cos"),
+    f32Data("ropeInPlace", sin, "sin"),
+    data,
+    rows,
+    seq,
+    dim,
+    inverse,
+    heads,
+  );
+  return x;
 }
 
 /** An f32 tensor whose contents are unspecified, for a caller that overwrites all of it. */

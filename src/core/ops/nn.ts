@@ -46,27 +46,33 @@ export interface RmsnormOptions {
   readonly weightOffset?: number;
 }
 
+/** The checked arguments of an RMSNorm over x's last axis. @internal (rmsnorm, rmsnormInPlace) */
+export function rmsnormArgs(op: string, x: Tensor, weight: Tensor | null, options: RmsnormOptions) {
+  const eps = options.eps ?? 1e-6;
+  const offset = options.weightOffset ?? 0;
+  const [rows, cols] = rowsCols(op, x);
+  const backend = weight ? backendOf(op, x, weight) : x.backend;
+  let w: Tensor<"f32"> | null = null;
+  if (weight) {
+    if (weight.rank !== 1 || weight.shape[0] !== cols) {
+      fail(
+        op,
+        `weight ${formatShape(weight.shape)} does not match last dim ${cols} of ${formatShape(x.shape)}`,
+      );
+    }
+    if (weight.dtype === "i32") fail(op, "weight must be a float tensor");
+    w =
+      weight.dtype === "f32" ? (weight as Tensor<"f32">) : makeF32(backend, [cols], weight.toFloat32Array());
+  }
+  return { rows, cols, eps, offset, backend, w };
+}
+
 /**
  * RMSNorm over the last axis: x * rsqrt(mean(x^2) + eps) * (weightOffset + weight).
  * x: [..., d]; weight: [d] (f32, or bf16/f16, widened: norm weights are small) or null (no scale).
  */
 export function rmsnorm(x: Tensor, weight: Tensor | null, options: RmsnormOptions = {}): Tensor<"f32"> {
-  const eps = options.eps ?? 1e-6;
-  const offset = options.weightOffset ?? 0;
-  const [rows, cols] = rowsCols("rmsnorm", x);
-  const backend = weight ? backendOf("rmsnorm", x, weight) : x.backend;
-  let w: Tensor<"f32"> | null = null;
-  if (weight) {
-    if (weight.rank !== 1 || weight.shape[0] !== cols) {
-      fail(
-        "rmsnorm",
-        `weight ${formatShape(weight.shape)} does not match last dim ${cols} of ${formatShape(x.shape)}`,
-      );
-    }
-    if (weight.dtype === "i32") fail("rmsnorm", "weight must be a float tensor");
-    w =
-      weight.dtype === "f32" ? (weight as Tensor<"f32">) : makeF32(backend, [cols], weight.toFloat32Array());
-  }
+  const { rows, cols, eps, offset, backend, w } = rmsnormArgs("rmsnorm", x, weight, options);
   const out = outputF32(backend, x.shape);
   backend.rmsnorm(f32Data("rmsnorm", x), w ? w.data : null, out.data, rows, cols, eps, offset, null);
   if (isRecording()) {
@@ -87,25 +93,41 @@ export function rmsnorm(x: Tensor, weight: Tensor | null, options: RmsnormOption
 export interface RopeOptions {
   /** Rotate by minus the angle (undoes the rotation; also the backward pass). */
   readonly inverse?: boolean;
+  /**
+   * The axis of x that the tables' rows follow: -2 for x [..., seq, head_dim] (the default), -3 for
+   * x [..., seq, heads, head_dim] (every head of a position turned by that position's angles).
+   */
+  readonly seqAxis?: -2 | -3;
+}
+
+/** The checked layout of a rotary embedding of x. @internal (rope, ropeInPlace) */
+export function ropeArgs(op: string, x: Tensor, cos: Tensor, sin: Tensor, options: RopeOptions) {
+  const backend = backendOf(op, x, cos, sin);
+  const axis = options.seqAxis ?? -2;
+  if (axis !== -2 && axis !== -3) fail(op, `seqAxis must be -2 or -3, got ${axis}`);
+  const inner = -axis;
+  if (x.rank < inner) fail(op, `x needs ${inner} or more dims, got ${formatShape(x.shape)}`);
+  const [seq, ...rest] = x.shape.slice(-inner);
+  const dim = rest[rest.length - 1];
+  const heads = inner === 3 ? rest[0] : 1;
+  if (dim % 2 !== 0) fail(op, `last dim ${dim} must be even`);
+  for (const t of [cos, sin]) {
+    if (t.rank !== 2 || t.shape[0] !== seq || t.shape[1] !== dim / 2) {
+      fail(op, `tables must be [${seq}, ${dim / 2}], got ${formatShape(t.shape)}`);
+    }
+  }
+  const rows = shapeSize(x.shape.slice(0, -inner));
+  return { backend, rows, seq, heads, dim, inverse: options.inverse ?? false };
 }
 
 /**
  * Rotary position embedding, Gemma/Hugging Face convention (rotate_half: the first and second halves
- * of the last axis are the pairs). x: [..., seq, head_dim]; cos, sin: [seq, head_dim / 2].
+ * of the last axis are the pairs). x: [..., seq, head_dim] (or [..., seq, heads, head_dim] with
+ * `seqAxis: -3`); cos, sin: [seq, head_dim / 2].
  */
 export function rope(x: Tensor, cos: Tensor, sin: Tensor, options: RopeOptions = {}): Tensor<"f32"> {
-  const backend = backendOf("rope", x, cos, sin);
-  if (x.rank < 2) fail("rope", `x needs [..., seq, dim], got ${formatShape(x.shape)}`);
-  const [seq, dim] = x.shape.slice(-2);
-  if (dim % 2 !== 0) fail("rope", `last dim ${dim} must be even`);
-  for (const t of [cos, sin]) {
-    if (t.rank !== 2 || t.shape[0] !== seq || t.shape[1] !== dim / 2) {
-      fail("rope", `tables must be [${seq}, ${dim / 2}], got ${formatShape(t.shape)}`);
-    }
-  }
-  const inverse = options.inverse ?? false;
+  const { backend, rows, seq, heads, dim, inverse } = ropeArgs("rope", x, cos, sin, options);
   const out = outputF32(backend, x.shape);
-  const rows = shapeSize(x.shape.slice(0, -2));
   backend.rope(
     f32Data("rope", x),
     f32Data("rope", cos, "cos"),
@@ -115,9 +137,14 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor, options: RopeOptions =
     seq,
     dim,
     inverse,
+    heads,
   );
   if (isRecording())
-    recordOp("rope", [x, cos, sin], out, (g) => [rope(g, cos, sin, { inverse: !inverse }), null, null]);
+    recordOp("rope", [x, cos, sin], out, (g) => [
+      rope(g, cos, sin, { ...options, inverse: !inverse }),
+      null,
+      null,
+    ]);
   return out;
 }
 

@@ -15,6 +15,11 @@
  *
  * Sequence indices count every token fed so far (padding included), as transformers'
  * `cache_position` does; sliding windows are measured in them.
+ *
+ * A caller that knows how many tokens it will feed (`generate`: the prompt and the new tokens) can
+ * `reserve` them: each layer then starts with storage for all of them (a sliding layer for up to its
+ * bound) and never grows, which saves the copies and, while a grown layer's old storage is still
+ * read, holding both.
  */
 import type { Backend } from "../../core/backend.js";
 import { ModelError } from "../../core/errors.js";
@@ -47,7 +52,8 @@ interface Held {
 
 /**
  * Where layer storage comes from and goes: zeroed arrays from the backend's output pool (slots not
- * written yet are read, masked, and must be finite), handed back once no call reads them.
+ * written yet are read, masked, and must be finite), of exactly the storage's length (a longer
+ * pooled buffer would stay held as long as the cache), handed back once no call reads them.
  */
 interface Storage {
   alloc(size: number): Float32Array;
@@ -62,8 +68,14 @@ function slidingBound(window: number): number {
   return Math.max(MIN_CAPACITY, window + Math.ceil(window / 4));
 }
 
+export interface KVCacheOptions {
+  /** Tokens per sequence to make room for at the first call (padding included); more still fit. */
+  readonly reserve?: number;
+}
+
 export class KVCache {
   readonly batch: number;
+  private readonly reserve: number;
   private readonly windows: readonly (number | null)[];
   private readonly held: (Held | null)[];
   private valid: Uint8Array[];
@@ -73,9 +85,13 @@ export class KVCache {
   private retired: Float32Array[] = [];
   private backend: Backend | null = null;
 
-  constructor(config: Gemma3Config, batch: number) {
+  constructor(config: Gemma3Config, batch: number, options: KVCacheOptions = {}) {
     if (!Number.isInteger(batch) || batch < 1) throw new ModelError(`cache batch must be >= 1, got ${batch}`);
+    const reserve = options.reserve ?? 0;
+    if (!Number.isSafeInteger(reserve) || reserve < 0)
+      throw new ModelError(`cache reserve must be a non-negative integer, got ${reserve}`);
     this.batch = batch;
+    this.reserve = reserve;
     this.windows = config.layerTypes.map((_, l) => layerAttention(config, l).window);
     this.held = this.windows.map(() => null);
     this.valid = Array.from({ length: batch }, () => new Uint8Array(64));
@@ -107,6 +123,48 @@ export class KVCache {
   }
 
   /**
+   * For a forward call over `seq` new tokens: the most keys any layer's attention reads, and the
+   * longest storage array (elements) that a layer may allocate, for `kvHeads` key heads of `headDim`.
+   * @internal (the forward pass bounds its outputs with it)
+   */
+  bounds(seq: number, kvHeads: number, headDim: number): { keys: number; storage: number } {
+    let keys = this.len + seq;
+    let storage = 0;
+    for (let l = 0; l < this.held.length; l++) {
+      const plan = this.plan(l, seq);
+      const capacity = plan?.capacity ?? this.held[l]?.capacity ?? 0;
+      keys = Math.max(keys, capacity);
+      if (plan) storage = Math.max(storage, this.batch * kvHeads * capacity * headDim);
+    }
+    return { keys, storage };
+  }
+
+  /**
+   * The storage layer `layer` takes for `seq` more keys, or null when what it holds has room. A
+   * sliding layer's first chunk longer than its bound (`long`) is attended to as it is and leaves
+   * only its last `window` keys in storage of the bound.
+   */
+  private plan(layer: number, seq: number): { capacity: number; drop: number; long: boolean } | null {
+    const window = this.windows[layer];
+    const h = this.held[layer];
+    if (h === null) {
+      if (window !== null && seq > slidingBound(window))
+        return { capacity: slidingBound(window), drop: 0, long: true };
+      const room = window === null ? this.reserve : Math.min(this.reserve, slidingBound(window));
+      return { capacity: Math.max(MIN_CAPACITY, seq, room), drop: 0, long: false };
+    }
+    if (h.len + seq <= h.capacity) return null;
+    // A sliding layer keeps its last `window` keys only (later queries see no earlier one).
+    const drop = window === null ? 0 : Math.max(0, h.len - window);
+    const need = h.len - drop + seq;
+    // Growing by half; a sliding layer stops at its bound and then moves its keys down in place.
+    const grown = Math.max(need, Math.ceil(1.5 * h.capacity));
+    const capacity =
+      window === null ? grown : Math.max(need, h.capacity, Math.min(grown, slidingBound(window)));
+    return { capacity, drop, long: false };
+  }
+
+  /**
    * Starts a forward call over `seq` new tokens; `mask[row][i]` is 1 for real tokens.
    * Returns their first sequence index. @internal (called by the forward pass)
    */
@@ -135,14 +193,13 @@ export class KVCache {
     const [batch, heads, seq, dim] = k.shape;
     const blocks = batch * heads;
     const window = this.windows[layer];
+    const plan = this.plan(layer, seq);
     let h = this.held[layer];
     if (h === null) {
-      const long = window !== null && seq > slidingBound(window);
       h = { k: new Float32Array(0), v: new Float32Array(0), capacity: 0, len: 0, start: this.len };
-      const capacity = window !== null && long ? slidingBound(window) : Math.max(MIN_CAPACITY, seq);
-      resize(h, blocks, dim, capacity, 0, this.storage(k));
+      resize(h, blocks, dim, plan?.capacity ?? 0, 0, this.storage(k));
       this.held[layer] = h;
-      if (window !== null && long) {
+      if (window !== null && plan?.long) {
         // A first chunk longer than a sliding layer's storage: its queries attend to the chunk
         // itself, and only its last `window` keys are stored for later calls.
         for (let b = 0; b < blocks; b++) {
@@ -154,17 +211,7 @@ export class KVCache {
         h.start = this.len + seq - window;
         return { k, v, start: this.len };
       }
-    }
-    if (h.len + seq > h.capacity) {
-      // A sliding layer keeps its last `window` keys only (later queries see no earlier one).
-      const drop = window === null ? 0 : Math.max(0, h.len - window);
-      const need = h.len - drop + seq;
-      // Growing by half; a sliding layer stops at its bound and then moves its keys down in place.
-      const grown = Math.max(need, Math.ceil(1.5 * h.capacity));
-      const capacity =
-        window === null ? grown : Math.max(need, h.capacity, Math.min(grown, slidingBound(window)));
-      resize(h, blocks, dim, capacity, drop, this.storage(k));
-    }
+    } else if (plan) resize(h, blocks, dim, plan.capacity, plan.drop, this.storage(k));
     for (let b = 0; b < blocks; b++) {
       const at = (b * h.capacity + h.len) * dim;
       h.k.set(k.data.subarray(b * seq * dim, (b + 1) * seq * dim), at);
@@ -224,7 +271,7 @@ export class KVCache {
     const backend = like.backend;
     this.backend = backend;
     return {
-      alloc: (size) => (backend.allocOutput?.(size) ?? new Float32Array(size)).fill(0),
+      alloc: (size) => (backend.allocOutput?.(size, true) ?? new Float32Array(size)).fill(0),
       retire: (data) => this.retired.push(data),
     };
   }

@@ -20,18 +20,20 @@ import { embedding } from "../../core/ops/indexing.js";
 import {
   addInPlace,
   affineInPlace,
-  assignNarrow,
+  assignRegion,
   empty,
   fillOutsideBands,
   geluTanhInPlace,
   mulInPlace,
+  rmsnormInPlace,
+  ropeInPlace,
   softmaxInPlace,
 } from "../../core/ops/inplace.js";
 import { matmul } from "../../core/ops/linalg.js";
 import { rmsnorm, rope, ropeTables, softmax } from "../../core/ops/nn.js";
 import { concat, narrow, permute, reshape, select, stack } from "../../core/ops/shape.js";
 import { isRecording } from "../../core/tape.js";
-import { fromStorage, type Tensor } from "../../core/tensor.js";
+import { fromStorage, shapeSize, type Tensor } from "../../core/tensor.js";
 import type { KVCache, LayerKeys } from "./cache.js";
 import { type Gemma3Config, layerAttention, type RopeParams } from "./config.js";
 import { applyInterventions, type Intervention } from "./interventions.js";
@@ -237,13 +239,39 @@ function rotary(backend: Backend, b: Batch, positions: Int32Array, headDim: numb
   };
 }
 
-/** x: [batch, n, seq, head_dim]. */
+/**
+ * x [batch, seq, n, head_dim] turned by each position's angles: in its own storage (which the caller
+ * owns) unless a tape records.
+ */
 function applyRope(x: Tensor<"f32">, rot: Rotary): Tensor<"f32"> {
-  if (rot.shared) return rope(x, rot.shared.cos, rot.shared.sin);
-  return stack(
-    rot.perRow.map((t, r) => rope(select(x, 0, r), t.cos, t.sin)),
-    0,
-  );
+  const layout = { seqAxis: -3 } as const;
+  if (isRecording()) {
+    if (rot.shared) return rope(x, rot.shared.cos, rot.shared.sin, layout);
+    return stack(
+      rot.perRow.map((t, r) => rope(select(x, 0, r), t.cos, t.sin, layout)),
+      0,
+    );
+  }
+  if (rot.shared) return ropeInPlace(x, rot.shared.cos, rot.shared.sin, layout);
+  rot.perRow.forEach((t, r) => {
+    ropeInPlace(rowView(x, r), t.cos, t.sin, layout);
+  });
+  return x;
+}
+
+/**
+ * Elements [from, to) of row r of x (along its leading axis) as a tensor of `shape`: a view of x's
+ * storage, for in-place ops, and for reads where no tape needs the view's link to x.
+ */
+function rowView(
+  x: Tensor<"f32">,
+  r: number,
+  shape: readonly number[] = [1, ...x.shape.slice(1)],
+  from = 0,
+  to = shapeSize(x.shape.slice(1)),
+): Tensor<"f32"> {
+  const row = shapeSize(x.shape.slice(1));
+  return fromStorage(x.backend, "f32", shape, x.data.subarray(r * row + from, r * row + to));
 }
 
 /**
@@ -339,56 +367,67 @@ function linear(pass: Pass, x: Tensor<"f32">, w: Tensor): Tensor<"f32"> {
 }
 
 /**
- * Attention of the queries [q0, q0 + n) (indices into this call's tokens) over the keys [k0, k0 + nk)
- * of `keys`: softmax(q k^T * query_pre_attn_scalar^-0.5 + mask), [batch, kv_heads, groups * n, nk].
- * `q5` is [batch, kv_heads, groups, n, head_dim] (query head h = kv * groups + g shares kv head kv,
- * so K and V are never repeated).
+ * softmax(q k^T * query_pre_attn_scalar^-0.5 + mask) [rows, kv_heads, groups * n, keys] for the
+ * queries [q0, q0 + n) (indices into this call's tokens) of one sequence `row`, or of every sequence
+ * (`row` null). `q5` is [rows, kv_heads, groups, n, head_dim] (query head h = kv * groups + g shares
+ * kv head kv, so K and V are never repeated); `k` [rows, kv_heads, keys, head_dim] holds sequence
+ * indices keyStart, keyStart + 1, ...
  */
 function attentionProbs(
   pass: Pass,
   window: number | null,
   q5: Tensor<"f32">,
-  keys: LayerKeys,
+  k: Tensor<"f32">,
   q0: number,
-  k0: number,
-  nk: number,
+  keyStart: number,
+  row: number | null,
 ): Tensor<"f32"> {
   const c = pass.config;
-  const [batch, kvHeads, groups, n] = q5.shape;
-  const kb = nk === keys.k.shape[2] ? keys.k : keySpan(keys.k, k0, nk);
+  const [rows, kvHeads, groups, n] = q5.shape;
+  const nk = k.shape[2];
   const bf = pass.bf16Attention;
-  const scores = matmul(reshape(q5, [batch, kvHeads, groups * n, c.headDim]), kb, {
+  const scores = matmul(reshape(q5, [rows, kvHeads, groups * n, c.headDim]), k, {
     transB: true,
     aBf16: bf,
     bBf16: bf,
   });
-  if (kb !== keys.k) release(pass, kb);
   const scale = Math.fround(c.queryPreAttnScalar ** -0.5);
   const queries = { start: pass.offset + q0, count: n };
-  const keyRange = { start: keys.start + k0, length: nk };
+  const keyRange = { start: keyStart, length: nk };
   const mask = attentionMask(pass, queries, keyRange, window);
-  const shape5 = [batch, kvHeads, groups, n, nk];
+  const ofRow = (bias: Tensor<"f32">) => (row === null ? bias : rowView(bias, row));
+  const shape5 = [rows, kvHeads, groups, n, nk];
   if (isRecording()) {
     const scaled = affine(scores, scale, 0);
-    const bias = mask.bias ?? attentionBias(pass.backend, batch, queries, keyRange, window, pass.valid);
+    const bias = ofRow(
+      mask.bias ?? attentionBias(pass.backend, pass.b.batch, queries, keyRange, window, pass.valid),
+    );
     const probs = softmax(add(reshape(scaled, shape5), bias));
-    return reshape(probs, [batch, kvHeads, groups * n, nk]);
+    return reshape(probs, [rows, kvHeads, groups * n, nk]);
   }
   // One buffer for scores, masked scores and probabilities: the same values as the ops above.
   affineInPlace(scores, scale, 0);
-  if (mask.bias) addInPlace(reshape(scores, shape5), mask.bias);
-  else fillOutsideBands(reshape(scores, [batch * kvHeads * groups, n, nk]), mask.lo, mask.hi, MASKED);
+  if (mask.bias) addInPlace(reshape(scores, shape5), ofRow(mask.bias));
+  else fillOutsideBands(reshape(scores, [rows * kvHeads * groups, n, nk]), mask.lo, mask.hi, MASKED);
   return softmaxInPlace(scores);
 }
 
 /**
- * Keys [k0, k0 + n) of x [batch, heads, keys, dim]: with one sequence and one key head (the span
- * is contiguous) and no tape, a view of x's storage; otherwise a copy.
+ * Keys [k0, k0 + n) of sequence `row` of x [batch, heads, keys, dim], as [1, heads, n, dim]: x itself
+ * when that is all of x, a view of its storage when contiguous (one key head, or every key) and no
+ * tape records, otherwise a copy.
  */
-function keySpan(x: Tensor<"f32">, k0: number, n: number): Tensor<"f32"> {
-  const [batch, heads, , dim] = x.shape;
-  if (batch * heads !== 1 || isRecording()) return narrow(x, 2, k0, n);
-  return fromStorage(x.backend, "f32", [1, 1, n, dim], x.data.subarray(k0 * dim, (k0 + n) * dim));
+function keyRows(x: Tensor<"f32">, row: number, k0: number, n: number): Tensor<"f32"> {
+  const [batch, heads, nKeys, dim] = x.shape;
+  const whole = k0 === 0 && n === nKeys;
+  if (whole && batch === 1) return x;
+  if (isRecording()) {
+    const rows = narrow(x, 0, row, 1);
+    return whole ? rows : narrow(rows, 2, k0, n);
+  }
+  if (whole) return rowView(x, row);
+  if (heads === 1) return rowView(x, row, [1, 1, n, dim], k0 * dim, (k0 + n) * dim);
+  return narrow(rowView(x, row), 2, k0, n);
 }
 
 /**
@@ -436,11 +475,17 @@ interface AttentionMask {
 }
 
 /**
- * pattern @ V for every query: [batch, heads, seq, head_dim]. With many more keys than a block (and
- * no hook on the pattern, which needs the full matrix), queries go in blocks that each see only the
- * keys they can reach: up to the block's last query on full layers, its window on sliding layers.
- * The same result at real tokens with far fewer scores (about half on long full-attention prompts).
- * A padding query sees no key; its row (uniform over the keys scored) is not used.
+ * pattern @ V for queries q [batch, seq, heads, head_dim]: z [batch, seq, heads, head_dim] (heads
+ * before o_proj). Queries go in blocks of one sequence each; with many more keys than a block (and
+ * no hook on the pattern, which needs the full matrix of every sequence), in blocks of
+ * `attentionBlock` queries that each see only the keys they can reach: up to the block's last query
+ * on full layers, its window on sliding layers. The same result at real tokens with far fewer scores
+ * (about half on long full-attention prompts). A padding query sees no key; its row (uniform over
+ * the keys scored) is not used.
+ *
+ * Each block copies its queries out first, so its output goes over them: with `ownsQ` (q is this
+ * pass's own, seen by nothing else) z takes q's storage, and no [seq, heads, head_dim] array is
+ * needed besides q. Under a tape the blocks' outputs are concatenated instead.
  */
 function mixValues(
   pass: Pass,
@@ -448,49 +493,70 @@ function mixValues(
   window: number | null,
   q: Tensor<"f32">,
   keys: LayerKeys,
+  ownsQ: boolean,
 ): Tensor<"f32"> {
   const c = pass.config;
   const { batch, seq } = pass.b;
-  const groups = c.heads / c.kvHeads;
+  const { kvHeads, heads, headDim } = c;
+  const groups = heads / kvHeads;
   const nKeys = keys.k.shape[2];
-  const q5 = reshape(q, [batch, c.kvHeads, groups, seq, c.headDim]);
   const site = sites.pattern(layer);
-  const block = pass.attentionBlock ?? 128;
-  const hooked = pass.capture.has(site.name) || pass.interventions.has(site.name);
   const rounded = { aBf16: pass.bf16Attention, bBf16: pass.bf16Attention };
+  const taped = isRecording();
+  const out = taped ? null : ownsQ ? q : empty(pass.backend, q.shape);
+  if (pass.capture.has(site.name) || pass.interventions.has(site.name)) {
+    // The hooked pattern is [batch, heads, seq, keys]: one block of every sequence and query.
+    const q5 = reshape(permute(q, [0, 2, 1, 3]), [batch, kvHeads, groups, seq, headDim]);
+    const probs = attentionProbs(pass, window, q5, keys.k, 0, keys.start, null);
+    if (q5.data.buffer !== q.data.buffer) release(pass, q5);
+    const pattern = hook(pass, site, reshape(probs, [batch, heads, seq, nKeys]));
+    const mixed = reshape(matmul(reshape(pattern, [batch, kvHeads, groups * seq, nKeys]), keys.v, rounded), [
+      batch,
+      heads,
+      seq,
+      headDim,
+    ]);
+    if (out === null) return permute(mixed, [0, 2, 1, 3]);
+    assignRegion(out, [0, 0, 0, 0], mixed, [0, 2, 1, 3]);
+    release(pass, mixed);
+    return out;
+  }
+  const block = pass.attentionBlock ?? 128;
   // One block of queries: narrowing its keys would copy them and save only masked scores.
-  if (hooked || nKeys <= 2 * block || seq <= block) {
-    const probs = attentionProbs(pass, window, q5, keys, 0, 0, nKeys);
-    const pattern = hook(pass, site, reshape(probs, [batch, c.heads, seq, nKeys]));
-    const mixed = matmul(reshape(pattern, [batch, c.kvHeads, groups * seq, nKeys]), keys.v, rounded);
-    if (!hooked) release(pass, probs);
-    return reshape(mixed, [batch, c.heads, seq, c.headDim]);
-  }
-  // Last block first: its scores are the largest (on full layers), and the smaller blocks after it
-  // reuse their storage. Each block's output goes straight into the result (under a tape, which
-  // needs every piece, the pieces are concatenated).
-  const all = isRecording() ? null : empty(pass.backend, [batch, c.kvHeads, groups, seq, c.headDim]);
-  const parts: Tensor<"f32">[] = [];
-  for (let i = Math.ceil(seq / block) - 1; i >= 0; i--) {
-    const q0 = i * block;
-    const n = Math.min(block, seq - q0);
-    const first = pass.offset + q0;
-    const k0 = window === null ? 0 : Math.max(0, first - window + 1 - keys.start);
-    const k1 = Math.min(nKeys, first + n - keys.start);
-    const qb = narrow(q5, 3, q0, n);
-    const probs = attentionProbs(pass, window, qb, keys, q0, k0, k1 - k0);
-    const vb = k1 - k0 === nKeys ? keys.v : keySpan(keys.v, k0, k1 - k0);
-    const mixed = matmul(probs, vb, rounded);
-    release(pass, qb, probs);
-    if (vb !== keys.v) release(pass, vb);
-    const part = reshape(mixed, [batch, c.kvHeads, groups, n, c.headDim]);
-    if (all === null) parts[i] = part;
-    else {
-      assignNarrow(all, 3, q0, part);
-      release(pass, mixed);
+  const size = nKeys <= 2 * block || seq <= block ? seq : block;
+  const rows: Tensor<"f32">[] = [];
+  for (let r = 0; r < batch; r++) {
+    const parts: Tensor<"f32">[] = [];
+    // Last block first: its scores are the largest (on full layers), and the smaller blocks after it
+    // reuse their storage.
+    for (let i = Math.ceil(seq / size) - 1; i >= 0; i--) {
+      const q0 = i * size;
+      const n = Math.min(size, seq - q0);
+      const first = pass.offset + q0;
+      const k0 = size === seq || window === null ? 0 : Math.max(0, first - window + 1 - keys.start);
+      const k1 = size === seq ? nKeys : Math.min(nKeys, first + n - keys.start);
+      const qRows = taped
+        ? narrow(narrow(q, 0, r, 1), 1, q0, n)
+        : rowView(q, r, [1, n, heads, headDim], q0 * heads * headDim, (q0 + n) * heads * headDim);
+      const qb = permute(qRows, [0, 2, 1, 3]);
+      const kb = keyRows(keys.k, r, k0, k1 - k0);
+      const q5 = reshape(qb, [1, kvHeads, groups, n, headDim]);
+      const probs = attentionProbs(pass, window, q5, kb, q0, keys.start + k0, r);
+      if (qb.data.buffer !== q.data.buffer) release(pass, qb);
+      if (kb.data.buffer !== keys.k.data.buffer) release(pass, kb);
+      const vb = keyRows(keys.v, r, k0, k1 - k0);
+      const mixed = reshape(matmul(probs, vb, rounded), [1, heads, n, headDim]);
+      release(pass, probs);
+      if (vb.data.buffer !== keys.v.data.buffer) release(pass, vb);
+      if (out === null) parts[i] = permute(mixed, [0, 2, 1, 3]);
+      else {
+        assignRegion(out, [r, q0, 0, 0], mixed, [0, 2, 1, 3]);
+        release(pass, mixed);
+      }
     }
+    if (out === null) rows.push(parts.length === 1 ? parts[0] : concat(parts, 1));
   }
-  return reshape(all ?? concat(parts, 3), [batch, c.heads, seq, c.headDim]);
+  return out ?? (rows.length === 1 ? rows[0] : concat(rows, 0));
 }
 
 function attention(pass: Pass, layer: number, w: LayerWeights, x: Tensor<"f32">): Tensor<"f32"> {
@@ -503,26 +569,36 @@ function attention(pass: Pass, layer: number, w: LayerWeights, x: Tensor<"f32">)
     rot = rotary(pass.backend, b, pass.positions, c.headDim, la.rope);
     pass.rotary.set(la.rope, rot);
   }
-  const heads = (t: Tensor<"f32">, n: number) =>
-    permute(reshape(t, [batch, seq, n, c.headDim]), [0, 2, 1, 3]);
-  const projected = (proj: Tensor, normW: Tensor, n: number) => {
-    const raw = linear(pass, x, proj);
-    const normed = norm(reshape(raw, [batch, seq, n, c.headDim]), normW, eps);
-    release(pass, raw);
-    const perm = permute(normed, [0, 2, 1, 3]);
-    if (perm.data !== normed.data) release(pass, normed);
-    const rotated = applyRope(perm, rot);
-    release(pass, perm);
-    return rotated;
+  // [batch, seq, n, head_dim] -> [batch, n, seq, head_dim], t released once copied.
+  const toHeads = (t: Tensor<"f32">) => {
+    const h = permute(t, [0, 2, 1, 3]);
+    if (h.data !== t.data) release(pass, t);
+    return h;
   };
-  const q = hook(pass, sites.q(layer), projected(w.qProj, w.qNorm, c.heads));
-  const k = hook(pass, sites.k(layer), projected(w.kProj, w.kNorm, c.kvHeads));
+  // rope(norm(x @ proj^T)), [batch, seq, n, head_dim], in the projection's own storage.
+  const rotated = (proj: Tensor, normW: Tensor, n: number) => {
+    const raw = reshape(linear(pass, x, proj), [batch, seq, n, c.headDim]);
+    const normed = isRecording()
+      ? norm(raw, normW, eps)
+      : rmsnormInPlace(raw, normW, { eps, weightOffset: 1 });
+    return applyRope(normed, rot);
+  };
+  let q = rotated(w.qProj, w.qNorm, c.heads);
+  let ownsQ = true;
+  const qSite = sites.q(layer);
+  if (pass.capture.has(qSite.name) || pass.interventions.has(qSite.name)) {
+    // The site is [batch, heads, seq, head_dim]; attention works on its own copy in q's layout.
+    const hooked = hook(pass, qSite, permute(q, [0, 2, 1, 3]));
+    const back = permute(hooked, [0, 2, 1, 3]);
+    if (hooked.data.buffer !== q.data.buffer && back.data.buffer !== q.data.buffer) release(pass, q);
+    ownsQ = back.data.buffer !== hooked.data.buffer;
+    q = back;
+  }
+  const k = hook(pass, sites.k(layer), toHeads(rotated(w.kProj, w.kNorm, c.kvHeads)));
   const vRaw = linear(pass, x, w.vProj);
   // attn_in is projected: its storage serves the attention below.
   releaseUnseen(pass, sites.attnIn(layer), x);
-  const vHeads = heads(vRaw, c.kvHeads);
-  if (vHeads.data !== vRaw.data) release(pass, vRaw);
-  const v = hook(pass, sites.v(layer), vHeads);
+  const v = hook(pass, sites.v(layer), toHeads(reshape(vRaw, [batch, seq, c.kvHeads, c.headDim])));
 
   const pattern = sites.pattern(layer);
   // A hooked pattern is [.., keys] over exactly the keys the queries may see.
@@ -534,16 +610,13 @@ function attention(pass: Pass, layer: number, w: LayerWeights, x: Tensor<"f32">)
     releaseUnseen(pass, sites.k(layer), k);
     releaseUnseen(pass, sites.v(layer), v);
   }
-  const mixed = mixValues(pass, layer, la.window, q, keys);
-  releaseUnseen(pass, sites.q(layer), q);
+  // z takes q's storage when attention owns q (else q is a hooked value, left alone).
+  const z = mixValues(pass, layer, la.window, q, keys, ownsQ);
   if (!copied) {
     releaseUnseen(pass, sites.k(layer), k);
     releaseUnseen(pass, sites.v(layer), v);
   }
-  const zHeads = permute(mixed, [0, 2, 1, 3]);
-  // One token or one head: the permute is a reshape sharing mixed's storage, freed with z later.
-  if (zHeads.data !== mixed.data) release(pass, mixed);
-  return hook(pass, sites.z(layer), reshape(zHeads, [batch, seq, c.heads * c.headDim]));
+  return hook(pass, sites.z(layer), reshape(z, [batch, seq, c.heads * c.headDim]));
 }
 
 /** norm(x @ w^T): the projection's own output is released once normed. */
@@ -629,16 +702,15 @@ function block(pass: Pass, layer: number, w: LayerWeights, residPre: Tensor<"f32
 
 /**
  * An upper bound on the length of any output of a pass: activations, MLP hidden, attention scores
- * and KV cache storage over at most as many keys as a cache's storage may hold (it starts at 64
- * slots and grows by half), logits.
+ * over the keys the cache holds and receives, the cache's new storage, logits.
  */
-function largestOutput(c: Gemma3Config, b: Batch, offset: number, lastLogits: boolean): number {
+function largestOutput(c: Gemma3Config, b: Batch, cache: KVCache | undefined, lastLogits: boolean): number {
   const rows = b.batch * b.seq;
-  const keys = 2 * (offset + b.seq) + 64;
+  const { keys, storage } = cache ? cache.bounds(b.seq, c.kvHeads, c.headDim) : { keys: b.seq, storage: 0 };
   return Math.max(
     rows * Math.max(c.dModel, c.heads * c.headDim, c.dMlp),
     b.batch * c.heads * b.seq * keys,
-    b.batch * c.kvHeads * keys * c.headDim,
+    storage,
     (lastLogits ? b.batch : rows) * c.vocab,
   );
 }
@@ -714,7 +786,7 @@ export function forward(
     mlpRows: options.mlpRows ?? 256,
   };
 
-  backend.limitRecycled?.(largestOutput(config, b, offset, options.logits === "last"));
+  backend.limitRecycled?.(largestOutput(config, b, cache, options.logits === "last"));
   const idTensor = fromStorage(backend, "i32", [b.batch, b.seq], b.ids);
   const rows = embedding(weights.embed, idTensor);
   let x = hook(pass, sites.embed, affine(rows, embedScale(config.dModel, weights.embed.dtype), 0));

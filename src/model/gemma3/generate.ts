@@ -9,6 +9,7 @@
  */
 import { ModelError } from "../../core/errors.js";
 import { Rng } from "../../core/random.js";
+import type { ForwardResult } from "./forward.js";
 import type { Intervention } from "./interventions.js";
 import type { Gemma3Model } from "./model.js";
 import { sites } from "./sites.js";
@@ -44,6 +45,13 @@ export interface GenerateOptions extends SamplingOptions {
   readonly padTokenId?: number;
   /** See `ForwardOptions.bf16MatmulInputs` (faster on bf16 checkpoints; default false). */
   readonly bf16MatmulInputs?: boolean;
+  /**
+   * The prompt goes through the model in forward calls of at most this many tokens (default 128),
+   * each attending to the cache of those before: a long prompt's intermediates then take a chunk's
+   * memory, not the whole prompt's. Interventions see the prompt chunk by chunk (positions are
+   * sequence indices, so a position-based one acts the same). `Infinity` feeds it in one call.
+   */
+  readonly prefillChunk?: number;
 }
 
 export type FinishReason = "stop" | "length";
@@ -153,21 +161,33 @@ export function* generationSteps(
   const finish: FinishReason[] = rows.map(() => "length");
   const done = rows.map(() => false);
   const next = rows.map((r) => r.length);
-  const cache = model.newCache(batch);
+  const chunk = options.prefillChunk ?? 128;
+  if (!(chunk === Number.POSITIVE_INFINITY || (Number.isSafeInteger(chunk) && chunk >= 1)))
+    throw new ModelError(`prefillChunk must be a positive integer or Infinity, got ${chunk}`);
+  const cache = model.newCache(batch, {
+    reserve: Math.min(longest + maxNew, config.maxPositionEmbeddings),
+  });
   const vocab = config.vocab;
   const interventions = options.interventions ?? [];
   const bf16MatmulInputs = options.bf16MatmulInputs ?? false;
   const logitsSeen = interventions.some((iv) => iv.site.name === sites.logits.name);
 
   try {
-    let out = model.forward(ids, {
-      attentionMask: mask,
-      positionIds: positions,
-      cache,
-      interventions,
-      logits: "last",
-      bf16MatmulInputs,
-    });
+    let out: ForwardResult | undefined;
+    for (let start = 0; start < longest; start += chunk) {
+      const part = (m: number[][]) => m.map((r) => r.slice(start, start + chunk));
+      // Only the last chunk's logits are read.
+      if (out && !logitsSeen) out.logits.dispose();
+      out = model.forward(part(ids), {
+        attentionMask: part(mask),
+        positionIds: part(positions),
+        cache,
+        interventions,
+        logits: "last",
+        bf16MatmulInputs,
+      });
+    }
+    if (out === undefined) throw new ModelError("generate needs at least one prompt token");
     for (let step = 0; step < maxNew; step++) {
       const logits = out.logits.data;
       const fed: number[] = [];

@@ -5,7 +5,7 @@
 import type { Backend } from "../../core/backend.js";
 import type { FloatDType } from "../../core/dtype.js";
 import { openSafetensors } from "../../io/safetensors-sharded.js";
-import { KVCache } from "./cache.js";
+import { KVCache, type KVCacheOptions } from "./cache.js";
 import { type Gemma3Config, loadGemma3Config, loadGenerationStopIds } from "./config.js";
 import { type ForwardOptions, type ForwardResult, forward, type IdBatch } from "./forward.js";
 import { type Gemma3Weights, loadGemma3Weights } from "./weights.js";
@@ -39,9 +39,9 @@ export class Gemma3Model {
     return forward(this.config, this.weights, ids, options);
   }
 
-  /** An empty KV cache for `batch` sequences. */
-  newCache(batch = 1): KVCache {
-    return new KVCache(this.config, batch);
+  /** An empty KV cache for `batch` sequences (see `KVCacheOptions` for `reserve`). */
+  newCache(batch = 1, options: KVCacheOptions = {}): KVCache {
+    return new KVCache(this.config, batch, options);
   }
 }
 
