@@ -21,7 +21,7 @@ import { ioMessage } from "../io/positioned-read.js";
 import type { JsonValue } from "../io/strict-json.js";
 import type { Intervention } from "../model/gemma3/interventions.js";
 import type { Gemma3Model } from "../model/gemma3/model.js";
-import { listSites, parseSite, type Site } from "../model/gemma3/sites.js";
+import { listSites, parseSite, type Site, sites } from "../model/gemma3/sites.js";
 import type { TokenDocument } from "./documents.js";
 import type { HarvestCursor, ModelIdentity, StoreDType, StoreManifest, StoreSite } from "./manifest.js";
 import {
@@ -127,7 +127,7 @@ export function gemma3Harvester(
         model.forward(fromStorage(backend, "i32", [batch, seq], ids), {
           attentionMask: fromStorage(backend, "i32", [batch, seq], attentionMask),
           interventions,
-          logits: "last",
+          logits: deepest.name === sites.logits.name ? "all" : "none",
         });
       } catch (e) {
         if (!(e instanceof StopForward)) throw e;

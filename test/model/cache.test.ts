@@ -82,6 +82,22 @@ for (const backend of availableBackends()) {
       assert.throws(() => model.newCache(1, { reserve: -1 }), /reserve must be a non-negative integer/);
     });
 
+    test("logits none: no unembedding, the same activations and cache", () => {
+      const site = sites.residPost(model.config.layers - 1);
+      const cache = model.newCache(2);
+      const head = ids.map((r) => r.slice(0, 7));
+      const none = model.forward(head, { cache, logits: "none", capture: [site, sites.finalNorm] });
+      assert.deepEqual([...none.logits.shape], [2, 0, model.config.vocab]);
+      const all = model.forward(head, { capture: [site, sites.finalNorm] });
+      for (const s of [site, sites.finalNorm])
+        assert.equal(maxAbsDiff(none.activations.get(s), all.activations.get(s)), 0, s.name);
+      const next = model.forward(
+        ids.map((r) => r.slice(7, 9)),
+        { cache },
+      ).logits;
+      assert.ok(maxAbsDiff(next, narrow(full, 1, 7, 2)) <= tol, "decoding after a call without logits");
+    });
+
     test("bounds cover the storage a call allocates and the keys it reads", () => {
       const c = model.config;
       const cache = model.newCache(2);

@@ -9,7 +9,7 @@ import { resolve } from "node:path";
 import type { Command } from "commander";
 import { UsageError } from "../../core/errors.js";
 import { writeSafetensorsSync } from "../../io/safetensors-write.js";
-import { parseSite } from "../../model/gemma3/sites.js";
+import { parseSite, sites } from "../../model/gemma3/sites.js";
 import {
   addModelOptions,
   type InputFlags,
@@ -60,7 +60,9 @@ export function writeActivations(flags: ActivationsFlags, text: string | undefin
   const input = prepareInput(flags, text);
   const site = parseSite(flags.site, input.config);
   const model = loadModel(input);
-  const act = model.forward([input.ids], { capture: [site] }).activations.get(site);
+  // The unembedding only when the site is the logits themselves.
+  const logits = site.name === sites.logits.name ? "all" : "none";
+  const act = model.forward([input.ids], { capture: [site], logits }).activations.get(site);
   const axes = site.axes.filter((a) => a !== "batch");
   const shape = act.shape.slice(1);
   const tokens = input.ids.map((id) => tokenString(input.tokenizer, id));

@@ -75,7 +75,7 @@ export function featuresReport(flags: FeaturesFlags, text: string | undefined): 
   const model = loadModel(input);
   const dict = loadDictionary(flags.dict, model.backend, gs1Options(flags));
   const s = splice(dict, model.config, { keepError: true });
-  model.forward([input.ids], { interventions: s.interventions, logits: "last" });
+  model.forward([input.ids], { interventions: s.interventions, logits: "none" });
   const perLayer = s.acts();
   if (perLayer.some((a) => a === null))
     throw new UsageError("the forward pass did not reach every dictionary site");

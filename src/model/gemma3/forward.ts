@@ -57,8 +57,11 @@ export interface ForwardOptions {
   readonly capture?: readonly Site[];
   /** Decoding cache: holds earlier tokens' keys/values and is extended by this call. */
   readonly cache?: KVCache;
-  /** "all" (default) or "last": the unembedding only for the last position ([batch, 1, vocab]). */
-  readonly logits?: "all" | "last";
+  /**
+   * "all" (default), "last": the unembedding only for the last position ([batch, 1, vocab]), or
+   * "none": no unembedding ([batch, 0, vocab]), for a call run for its activations or cache.
+   */
+  readonly logits?: "all" | "last" | "none";
   /**
    * Round activations to bf16 where they enter a matmul on a bf16 checkpoint, as transformers' bf16
    * inference does, so the native backend can use bf16 dot products (AVX512-BF16): every
@@ -118,7 +121,7 @@ export class Activations {
 }
 
 export interface ForwardResult {
-  /** [batch, seq, vocab], or [batch, 1, vocab] with `logits: "last"`. */
+  /** [batch, seq, vocab], or [batch, 1, vocab] with `logits: "last"`, [batch, 0, vocab] with "none". */
   readonly logits: Tensor<"f32">;
   readonly activations: Activations;
 }
@@ -704,14 +707,19 @@ function block(pass: Pass, layer: number, w: LayerWeights, residPre: Tensor<"f32
  * An upper bound on the length of any output of a pass: activations, MLP hidden, attention scores
  * over the keys the cache holds and receives, the cache's new storage, logits.
  */
-function largestOutput(c: Gemma3Config, b: Batch, cache: KVCache | undefined, lastLogits: boolean): number {
+function largestOutput(
+  c: Gemma3Config,
+  b: Batch,
+  cache: KVCache | undefined,
+  logits: "all" | "last" | "none",
+): number {
   const rows = b.batch * b.seq;
   const { keys, storage } = cache ? cache.bounds(b.seq, c.kvHeads, c.headDim) : { keys: b.seq, storage: 0 };
   return Math.max(
     rows * Math.max(c.dModel, c.heads * c.headDim, c.dMlp),
     b.batch * c.heads * b.seq * keys,
     storage,
-    (lastLogits ? b.batch : rows) * c.vocab,
+    (logits === "all" ? rows : logits === "last" ? b.batch : 0) * c.vocab,
   );
 }
 
@@ -786,7 +794,7 @@ export function forward(
     mlpRows: options.mlpRows ?? 256,
   };
 
-  backend.limitRecycled?.(largestOutput(config, b, cache, options.logits === "last"));
+  backend.limitRecycled?.(largestOutput(config, b, cache, options.logits ?? "all"));
   const idTensor = fromStorage(backend, "i32", [b.batch, b.seq], b.ids);
   const rows = embedding(weights.embed, idTensor);
   let x = hook(pass, sites.embed, affine(rows, embedScale(config.dModel, weights.embed.dtype), 0));
@@ -797,9 +805,10 @@ export function forward(
   releaseUnseen(pass, lastSite, x);
   let final = normed;
   let logitIndex = seqIndex;
-  if (options.logits === "last") {
-    final = narrow(normed, 1, b.seq - 1, 1);
-    logitIndex = seqIndex.subarray(b.seq - 1);
+  if (options.logits === "last" || options.logits === "none") {
+    const from = options.logits === "last" ? b.seq - 1 : b.seq;
+    final = narrow(normed, 1, from, b.seq - from);
+    logitIndex = seqIndex.subarray(from);
     releaseUnseen(pass, sites.finalNorm, normed);
   }
   let logits = linear(pass, final, weights.lmHead);

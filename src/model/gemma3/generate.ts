@@ -176,14 +176,13 @@ export function* generationSteps(
     let out: ForwardResult | undefined;
     for (let start = 0; start < longest; start += chunk) {
       const part = (m: number[][]) => m.map((r) => r.slice(start, start + chunk));
-      // Only the last chunk's logits are read.
-      if (out && !logitsSeen) out.logits.dispose();
       out = model.forward(part(ids), {
         attentionMask: part(mask),
         positionIds: part(positions),
         cache,
         interventions,
-        logits: "last",
+        // Only the last chunk's logits are read.
+        logits: start + chunk >= longest ? "last" : "none",
         bf16MatmulInputs,
       });
     }
