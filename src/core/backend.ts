@@ -199,6 +199,12 @@ export interface Backend {
    */
   recycle?(data: Float32Array): void;
   /**
+   * Like `recycle`, but the memory goes back to the system at once instead of waiting for reuse:
+   * for large arrays whose sizes later work is unlikely to ask for (a finished KV cache), which
+   * would otherwise be taken, with slack, for unrelated outputs. Optional; same contract.
+   */
+  discard?(data: Float32Array): void;
+  /**
    * Gives up the recycled arrays that nothing took since the previous call, so that buffers of
    * shapes a workload no longer uses are not held. Optional; the forward pass calls it at its end.
    */

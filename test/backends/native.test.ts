@@ -1083,6 +1083,18 @@ describe("native backend", { skip }, () => {
     }
     assert.notEqual(alloc(1 << 20).buffer, drop.buffer, "too large for 200000: given up");
     assert.equal(alloc(300000).buffer, keep.buffer, "fits 200000 within twice: kept");
+
+    // discard gives an array's pages back at once and never hands its buffer out again.
+    const discard = N.discard?.bind(N) ?? assert.fail("discard missing");
+    const gone = alloc(400000);
+    gone.fill(7);
+    discard(gone);
+    if (process.platform === "linux") assert.equal(gone[200000], 0, "pages of a discarded array are dropped");
+    recycle(gone); // already given up: ignored
+    assert.notEqual(alloc(400000).buffer, gone.buffer);
+    const foreign = new Float32Array(400000).fill(7);
+    discard(foreign); // not from the pool: left alone
+    assert.equal(foreign[200000], 7);
   });
 
   test("Tensor.dispose hands an op's output back; storage the backend did not hand out stays", () => {

@@ -286,6 +286,7 @@ function wrap(addon: Addon): NativeBackend {
     name: "native",
     allocOutput,
     recycle: (data) => recycler.keep(data),
+    discard: (data) => recycler.discard(data),
     trimRecycled: () => recycler.trim(),
     limitRecycled: (length) => recycler.dropUnfit(length),
     matmul: (a, b, out, args) => addon.matmul(...matmulArgs(a, b, out, args)),

@@ -82,6 +82,11 @@ export class Recycler {
     this.bytes += buffer.byteLength;
   }
 
+  /** Gives up `data`'s buffer at once (`onDrop`) when it is an array this pool issued; else nothing. */
+  discard(data: Float32Array): void {
+    if (this.issued.delete(data)) this.options.onDrop?.(data.buffer);
+  }
+
   /**
    * Gives up every buffer kept before the last call that nothing took since: what one forward pass
    * hands back, the next of the same shapes reuses, and buffers of shapes no longer used go.

@@ -250,17 +250,19 @@ export class KVCache {
   }
 
   /**
-   * Hands every layer's storage back to the backend for later outputs and empties the cache (its
-   * length back to 0), also after a forward call that failed. `generate` calls it when done with
-   * the cache it made. Keys a forward call returned must not be read afterwards.
+   * Gives every layer's storage back to the system (`Backend.discard`: not kept for reuse, where
+   * its many same-sized arrays would be taken, with slack, by unrelated outputs) and empties the
+   * cache (its length back to 0), also after a forward call that failed. `generate` calls it when
+   * done with the cache it made. Keys a forward call returned must not be read afterwards.
    */
   dispose(): void {
     this.pending = 0;
+    for (const data of this.retired) this.backend?.discard?.(data);
     this.retired = [];
     for (const h of this.held) {
       if (h === null) continue;
-      this.backend?.recycle?.(h.k);
-      this.backend?.recycle?.(h.v);
+      this.backend?.discard?.(h.k);
+      this.backend?.discard?.(h.v);
     }
     this.held.fill(null);
     this.len = 0;

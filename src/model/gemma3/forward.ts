@@ -350,8 +350,8 @@ function release(pass: Pass, ...ts: Tensor<"f32">[]): void {
 }
 
 function recycling(pass: Pass): boolean {
-  // Decoding steps: small arrays whose lengths grow with the cache, never needed again.
-  return pass.backend.recycle !== undefined && !isRecording() && !(pass.cache && pass.b.seq === 1);
+  // Decoding steps too: their few large arrays (logits; scores over a long context) are reused.
+  return pass.backend.recycle !== undefined && !isRecording();
 }
 
 /** `release` for a site's value that nothing outside the pass saw (no capture, no intervention there). */
