@@ -15,7 +15,8 @@
  *
  * `gb_bf16_batched_gemm` is the same arithmetic for products of two f32 activations, both rounded
  * (MatmulArgs.bBf16; attention scores and mixing in bf16-inputs mode, as bf16 inference frameworks
- * compute them): batches with their own B, B stored [n, k] or [k, n], odd k padded with a zero pair.
+ * compute them), or of rounded f32 A and a bf16 B (a bf16 KV cache): batches with their own B, B
+ * stored [n, k] or [k, n], odd k padded with a zero pair.
  * Each pool task takes (batch entry x 64-row) tiles, packs all of op(B[t]) once per entry and rounds
  * its rows of A as it goes.
  *
@@ -186,25 +187,32 @@ static inline uint32_t bf16_bits(float x) {
   return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
 }
 
+/* bf16 bits of element i of a B stored in f32 (b, rounded here) or in bf16 (b16, as stored). */
+static inline uint32_t b_bits(const float *b, const uint16_t *b16, int64_t i) { return b16 ? b16[i] : bf16_bits(b[i]); }
+
 /* op(B) ([k, n]) as bf16 pairs, column block blk at p + blk * kh * NR laid out [kh][NR]; zero past n
- * columns and past k. */
-static void pack_b_f32(const gb_batched_job *g, const float *b, uint32_t *p) {
+ * columns and past k. B is batch entry t's: f32 or, with g->b16, bf16. */
+static void pack_batch_b(const gb_batched_job *g, int64_t t, uint32_t *p) {
   int64_t k = g->k, n = g->n, kh = (k + 1) / 2, blocks = (n + NR - 1) / NR;
+  const float *b = g->b16 ? NULL : g->b + t * g->b_stride;
+  const uint16_t *b16 = g->b16 ? g->b16 + t * g->b_stride : NULL;
   memset(p, 0, (size_t)(blocks * kh * NR) * sizeof *p);
   if (g->trans_b) {
     /* Stored [n, k]: column j of op(B) is row j, contiguous. */
     for (int64_t j = 0; j < n; j++) {
-      const float *row = b + j * k;
+      int64_t row = j * k;
       uint32_t *col = p + (j / NR) * kh * NR + j % NR;
-      for (int64_t q = 0; q < k / 2; q++) col[q * NR] = bf16_bits(row[2 * q]) | bf16_bits(row[2 * q + 1]) << 16;
-      if (k % 2) col[(k / 2) * NR] = bf16_bits(row[k - 1]);
+      for (int64_t q = 0; q < k / 2; q++)
+        col[q * NR] = b_bits(b, b16, row + 2 * q) | b_bits(b, b16, row + 2 * q + 1) << 16;
+      if (k % 2) col[(k / 2) * NR] = b_bits(b, b16, row + k - 1);
     }
   } else {
     /* Stored [k, n]: rows 2q and 2q + 1 interleave. */
     for (int64_t q = 0; q < kh; q++) {
-      const float *r0 = b + 2 * q * n, *r1 = 2 * q + 1 < k ? r0 + n : NULL;
+      int64_t r0 = 2 * q * n;
+      int two = 2 * q + 1 < k;
       for (int64_t j = 0; j < n; j++)
-        p[(j / NR) * kh * NR + q * NR + j % NR] = bf16_bits(r0[j]) | (r1 ? bf16_bits(r1[j]) << 16 : 0u);
+        p[(j / NR) * kh * NR + q * NR + j % NR] = b_bits(b, b16, r0 + j) | (two ? b_bits(b, b16, r0 + n + j) << 16 : 0u);
     }
   }
 }
@@ -221,14 +229,15 @@ static void batched_tiles(void *vctx, int64_t begin, int64_t end) {
     gb_scratch_done(GB_SCRATCH_BATCH_A, abf);
     return;
   }
-  const float *packed = NULL;
+  int64_t packed = -1;
   for (int64_t t = begin; t < end; t++) {
     int64_t bt = t / g->row_blocks, i0 = (t % g->row_blocks) * BROWS;
     int64_t mc = g->m - i0 < BROWS ? g->m - i0 : BROWS;
-    const float *bsrc = g->b + bt * g->b_stride;
-    if (bsrc != packed) {
-      pack_b_f32(g, bsrc, p);
-      packed = bsrc;
+    /* Batch entries that share one B (stride 0) pack it once. */
+    int64_t src = g->b_stride == 0 ? 0 : bt;
+    if (src != packed) {
+      pack_batch_b(g, src, p);
+      packed = src;
     }
     const float *a = g->a + bt * g->a_stride + i0 * g->k;
     for (int64_t i = 0; i < mc; i++) {
@@ -253,11 +262,11 @@ static void batched_tiles(void *vctx, int64_t begin, int64_t end) {
   gb_scratch_done(GB_SCRATCH_BATCH_A, abf);
 }
 
-int gb_bf16_batched_gemm(const float *a, const float *b, float *out, int64_t batch, int64_t m, int64_t k, int64_t n,
-                         int64_t a_stride, int64_t b_stride, int trans_b, int accumulate) {
+int gb_bf16_batched_gemm(const float *a, const float *b, const uint16_t *b16, float *out, int64_t batch, int64_t m,
+                         int64_t k, int64_t n, int64_t a_stride, int64_t b_stride, int trans_b, int accumulate) {
   if (batch == 0 || m == 0 || n == 0) return 0;
   if (k == 0 || ((n + NR - 1) / NR) * ((k + 1) / 2) * NR * 4 > BPACK_MAX) return 1;
-  gb_batched_job g = {a, b, out, m, k, n, a_stride, b_stride, trans_b, accumulate, (m + BROWS - 1) / BROWS, 0};
+  gb_batched_job g = {a, b, out, m, k, n, a_stride, b_stride, trans_b, accumulate, (m + BROWS - 1) / BROWS, 0, b16};
   /* Every range packs the B of each batch entry it touches (as much work as a tile's products), so
    * ranges cover half a batch entry's rows at least. */
   int64_t grain = g.row_blocks / 2 > 1 ? g.row_blocks / 2 : 1;
@@ -272,9 +281,9 @@ int gb_bf16_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, in
   return 1;
 }
 
-int gb_bf16_batched_gemm(const float *a, const float *b, float *out, int64_t batch, int64_t m, int64_t k, int64_t n,
-                         int64_t a_stride, int64_t b_stride, int trans_b, int accumulate) {
-  (void)a, (void)b, (void)out, (void)batch, (void)m, (void)k, (void)n, (void)a_stride, (void)b_stride;
+int gb_bf16_batched_gemm(const float *a, const float *b, const uint16_t *b16, float *out, int64_t batch, int64_t m,
+                         int64_t k, int64_t n, int64_t a_stride, int64_t b_stride, int trans_b, int accumulate) {
+  (void)a, (void)b, (void)b16, (void)out, (void)batch, (void)m, (void)k, (void)n, (void)a_stride, (void)b_stride;
   (void)trans_b, (void)accumulate;
   return 1;
 }

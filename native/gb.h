@@ -109,10 +109,11 @@ int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_arg
 int gb_bf16_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, int64_t k, int64_t n, int accumulate);
 /* out[t] (+)= bf16(A[t]) @ bf16(op(B[t])) for t < batch, f32 A and B both rounded to bf16 (nearest even)
  * and multiplied on AVX512-BF16, A plain row-major with batch stride a_stride, B [n, k] (trans_b) or
- * [k, n] with stride b_stride, on the kernel pool (bf16gemm.c; attention in bf16-inputs mode). Returns
- * 0, -1 when out of memory, or 1 when not built here or op(B) is too large to pack: the caller falls back. */
-int gb_bf16_batched_gemm(const float *a, const float *b, float *out, int64_t batch, int64_t m, int64_t k, int64_t n,
-                         int64_t a_stride, int64_t b_stride, int trans_b, int accumulate);
+ * [k, n] with stride b_stride, on the kernel pool (bf16gemm.c; attention in bf16-inputs mode). With b16
+ * non-NULL, B is that bf16 storage instead of b (a bf16 KV cache). Returns 0, -1 when out of memory, or
+ * 1 when not built here or op(B) is too large to pack: the caller falls back. */
+int gb_bf16_batched_gemm(const float *a, const float *b, const uint16_t *b16, float *out, int64_t batch, int64_t m,
+                         int64_t k, int64_t n, int64_t a_stride, int64_t b_stride, int trans_b, int accumulate);
 /* out[t] (+)= A[t] @ op(B[t]) for t < batch, f32, A plain row-major with batch stride a_stride, B [n, k]
  * (trans_b) or [k, n] with stride b_stride, on the kernel pool (smallgemm.c; for many small problems).
  * Returns 0, -1 when out of memory, or 1 when not built here (no AVX-512F): the caller falls back. */

@@ -15,7 +15,8 @@
  * - `a_bf16` (MatmulArgs.aBf16: A rounded to bf16): a bf16 B stored [n, k] with a plain A goes to the
  *   AVX512-BF16 kernel in bf16gemm.c; every other case rounds a copy of A and continues as below.
  * - `b_bf16` with `a_bf16` (both f32 operands rounded: attention in bf16-inputs mode) and a plain A
- *   goes to bf16gemm.c's batched kernel; otherwise a rounded copy of B continues as below.
+ *   goes to bf16gemm.c's batched kernel; otherwise a rounded copy of B continues as below. So does
+ *   `a_bf16` with any other bf16 B (a bf16 KV cache: batches, or B stored [k, n]).
  * - One sgemm runs at a time in the process (a mutex); OpenBLAS threads do the parallelism, and the
  *   kernel pool goes single-threaded meanwhile (gb_blas_begin/end), so it never adds threads on top
  *   of OpenBLAS's.
@@ -192,7 +193,7 @@ int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_arg
   float *rounded_b = NULL;
   if (g->b_bf16 && g->b_dtype == GB_F32) {
     if (g->a_bf16 && !g->trans_a) {
-      rc = gb_bf16_batched_gemm(a, b, out, g->batch, m, k, n, g->a_batch_stride, g->b_batch_stride, g->trans_b,
+      rc = gb_bf16_batched_gemm(a, b, NULL, out, g->batch, m, k, n, g->a_batch_stride, g->b_batch_stride, g->trans_b,
                                 g->accumulate);
       if (rc <= 0) return rc;
       rc = 0;
@@ -207,6 +208,13 @@ int gb_matmul_run(const float *a, const void *b, float *out, const gb_matmul_arg
   if (g->a_bf16) {
     if (g->b_dtype == GB_BF16 && g->trans_b && !g->trans_a && (merge || g->batch == 1)) {
       rc = gb_bf16_gemm_nt(a, b, out, g->batch * m, k, n, g->accumulate);
+      if (rc <= 0) return rc;
+      rc = 0;
+    }
+    if (g->b_dtype == GB_BF16 && !g->trans_a) {
+      /* Batches with their own bf16 B, or one stored [k, n] (keys and values of a bf16 KV cache). */
+      rc = gb_bf16_batched_gemm(a, NULL, b, out, g->batch, m, k, n, g->a_batch_stride, g->b_batch_stride,
+                                g->trans_b, g->accumulate);
       if (rc <= 0) return rc;
       rc = 0;
     }

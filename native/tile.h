@@ -26,6 +26,8 @@ typedef struct {
   int trans_b, acc;
   int64_t row_blocks;
   int failed;
+  /* B stored as bf16 (read in place of b), or NULL. */
+  const uint16_t *b16;
 } gb_batched_job;
 
 static inline void gb_store_tile_row(float *c, __m512 v0, __m512 v1, int nr, int acc) {

@@ -74,9 +74,20 @@ const CASES: [string, Partial<MatmulArgs>][] = [
   ["merged batches sharing B", { batch: 3, m: 5, k: 12, n: 20, aBatchStride: 60 }],
   ["odd k (fallback)", { m: 4, k: 7, n: 9 }],
   ["f32 B (fallback)", { m: 4, k: 8, n: 9, bDtype: "f32" }],
-  ["untransposed B (fallback)", { m: 4, k: 8, n: 9, transB: false }],
+  ["untransposed B (batched kernel)", { m: 4, k: 8, n: 9, transB: false }],
   ["transposed A (fallback)", { m: 4, k: 8, n: 9, transA: true }],
-  ["batched B (fallback)", { batch: 2, m: 3, k: 8, n: 5, aBatchStride: 24, bBatchStride: 40 }],
+  ["batched B (batched kernel)", { batch: 2, m: 3, k: 8, n: 5, aBatchStride: 24, bBatchStride: 40 }],
+  // A bf16 KV cache: keys [n, k] and values [k, n] per batch entry, read as stored.
+  ["bf16 B [k, n], odd k", { m: 10, k: 9, n: 20, transB: false }],
+  [
+    "bf16 B, batches with their own B [n, k]",
+    { batch: 3, m: 12, k: 16, n: 45, aBatchStride: 200, bBatchStride: 800 },
+  ],
+  [
+    "bf16 B, batches with their own B [k, n], odd k",
+    { batch: 2, m: 5, k: 33, n: 8, aBatchStride: 170, bBatchStride: 270, transB: false },
+  ],
+  ["bf16 B [k, n], one shared B", { batch: 2, m: 70, k: 12, n: 40, aBatchStride: 840, transB: false }],
   ["without rounding", { m: 9, k: 8, n: 33, aBf16: false }],
   ["both rounded, B [n, k]", { m: 11, k: 6, n: 33, bDtype: "f32", bBf16: true }],
   ["both rounded, B [k, n]", { m: 9, k: 8, n: 40, bDtype: "f32", bBf16: true, transB: false }],

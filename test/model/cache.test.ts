@@ -8,8 +8,9 @@ import { describe, test } from "node:test";
 import { availableBackends } from "../../src/backends/index.js";
 import { narrow, select } from "../../src/core/ops/shape.js";
 import type { Tensor } from "../../src/core/tensor.js";
+import { Gemma3Model } from "../../src/model/gemma3/model.js";
 import { sites } from "../../src/model/gemma3/sites.js";
-import { maxAbsDiff, tinyModel } from "./helpers.js";
+import { maxAbsDiff, randomWeights, tinyConfig, tinyModel } from "./helpers.js";
 
 /** Seeded token ids in [1, vocab). */
 function tokens(n: number, seed: number, vocab = 40): number[] {
@@ -96,6 +97,49 @@ for (const backend of availableBackends()) {
         { cache },
       ).logits;
       assert.ok(maxAbsDiff(next, narrow(full, 1, 7, 2)) <= tol, "decoding after a call without logits");
+    });
+
+    test("a bf16 cache: half the storage; exact where attention rounds keys anyway (bf16 inputs)", () => {
+      const c = tinyConfig({ max_position_embeddings: 256 });
+      const bf = new Gemma3Model(c, randomWeights(c, backend, 3, "bf16"), "bf16", c.eosTokenIds);
+      const seq = [tokens(40, 41), tokens(40, 42)];
+      const mode = { bf16MatmulInputs: true };
+      const whole = bf.forward(seq, mode).logits;
+      const run = (dtype: "f32" | "bf16", opts: { bf16MatmulInputs?: boolean }) => {
+        const cache = bf.newCache(2, { dtype });
+        const parts: Tensor<"f32">[] = [];
+        let at = 0;
+        for (const n of [9, 1, 1, 20, 1, 8]) {
+          parts.push(
+            bf.forward(
+              seq.map((r) => r.slice(at, at + n)),
+              { ...opts, cache },
+            ).logits,
+          );
+          at += n;
+        }
+        return { parts, bytes: cache.bytes, dtype: cache.dtype };
+      };
+      const half = run("bf16", mode);
+      const full = run("f32", mode);
+      assert.equal(half.dtype, "bf16");
+      assert.equal(half.bytes * 2, full.bytes);
+      let at = 0;
+      half.parts.forEach((got, i) => {
+        const n = got.shape[1];
+        const want = narrow(whole, 1, at, n);
+        const scale = maxAbs(want);
+        // The same products as the f32 cache's (keys rounded by the attention instead of the cache).
+        assert.ok(maxAbsDiff(got, full.parts[i]) <= 1e-5 * scale, `bf16 vs f32 cache, chunk ${i}`);
+        assert.ok(maxAbsDiff(got, want) <= 1e-5 * scale, `bf16 cache vs full forward, chunk ${i}`);
+        at += n;
+      });
+      // Computing in f32 with a bf16 cache reads rounded keys: close to, not equal to, f32 keys.
+      const rounded = run("bf16", {});
+      const exact = run("f32", {});
+      const d = maxAbsDiff(rounded.parts[5], exact.parts[5]);
+      assert.ok(d > 0 && d <= 0.05 * maxAbs(exact.parts[5]), `f32 compute, bf16 keys: ${d}`);
+      assert.throws(() => bf.newCache(1, { dtype: "f16" as "bf16" }), /cache dtype must be "f32" or "bf16"/);
     });
 
     test("bounds cover the storage a call allocates and the keys it reads", () => {

@@ -12,8 +12,9 @@ import { Rng } from "../../src/core/random.js";
 import type { Tensor } from "../../src/core/tensor.js";
 import { generate, generateStream, pickToken, type TokenEvent } from "../../src/model/gemma3/generate.js";
 import { capture, scaleBy } from "../../src/model/gemma3/interventions.js";
+import { Gemma3Model } from "../../src/model/gemma3/model.js";
 import { sites } from "../../src/model/gemma3/sites.js";
-import { tinyModel } from "./helpers.js";
+import { randomWeights, tinyConfig, tinyModel } from "./helpers.js";
 
 for (const backend of availableBackends()) {
   describe(`generate (${backend.name})`, () => {
@@ -72,6 +73,24 @@ for (const backend of availableBackends()) {
           /prefillChunk must be a positive integer or Infinity/,
         );
       }
+    });
+
+    test("with bf16 inputs on a bf16 checkpoint the cache is bf16 by default, with the same tokens", () => {
+      const c = tinyConfig();
+      const bf = new Gemma3Model(c, randomWeights(c, backend, 5, "bf16"), "bf16", c.eosTokenIds);
+      const long = [2, 5, 9, 14, 3, 8, 21, 4, 4, 17, 30, 6, 11];
+      const opts = { maxNewTokens: 6, stopTokens: [], bf16MatmulInputs: true };
+      const dtypes: string[] = [];
+      const newCache = bf.newCache.bind(bf);
+      bf.newCache = (batch, o) => {
+        dtypes.push(o?.dtype ?? "f32");
+        return newCache(batch, o);
+      };
+      const auto = generate(bf, [long, long.slice(5)], opts);
+      const f32 = generate(bf, [long, long.slice(5)], { ...opts, cacheDtype: "f32" });
+      generate(bf, long, { maxNewTokens: 2, stopTokens: [] });
+      assert.deepEqual(dtypes, ["bf16", "f32", "f32"]);
+      assert.deepEqual(auto.tokens, f32.tokens);
     });
 
     test("a batch of prompts of different lengths equals separate runs", () => {

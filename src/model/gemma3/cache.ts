@@ -33,17 +33,29 @@ import { type Gemma3Config, layerAttention } from "./config.js";
  */
 export interface LayerKeys {
   /** [batch, kv_heads, keys, head_dim] */
-  readonly k: Tensor<"f32">;
+  readonly k: Tensor<KVDType>;
   /** [batch, kv_heads, keys, head_dim] */
-  readonly v: Tensor<"f32">;
+  readonly v: Tensor<KVDType>;
   /** Sequence index of key 0. */
   readonly start: number;
 }
 
+/** How a cache stores keys and values. */
+export type KVDType = "f32" | "bf16";
+
+type Store = Float32Array | Uint16Array;
+
+/** Storage of one layer's keys or values: `data` (of the cache's dtype) lies in `owner`'s memory. */
+interface Slab {
+  /** The array the backend handed out (and takes back). */
+  readonly owner: Float32Array;
+  readonly data: Store;
+}
+
 /** One layer's storage: slot i of each (sequence, head) block holds sequence index start + i. */
 interface Held {
-  k: Float32Array;
-  v: Float32Array;
+  k: Slab;
+  v: Slab;
   capacity: number;
   /** Slots in use. */
   len: number;
@@ -56,9 +68,13 @@ interface Held {
  * pooled buffer would stay held as long as the cache), handed back once no call reads them.
  */
 interface Storage {
-  alloc(size: number): Float32Array;
-  retire(data: Float32Array): void;
+  alloc(size: number): Slab;
+  retire(slab: Slab): void;
+  /** Writes f32 values into storage (rounded to bf16 in a bf16 cache). */
+  write(dst: Store, at: number, src: Float32Array): void;
 }
+
+const EMPTY: Slab = { owner: new Float32Array(0), data: new Float32Array(0) };
 
 /** Smallest capacity a layer starts with (keys). */
 const MIN_CAPACITY = 64;
@@ -71,10 +87,17 @@ function slidingBound(window: number): number {
 export interface KVCacheOptions {
   /** Tokens per sequence to make room for at the first call (padding included); more still fit. */
   readonly reserve?: number;
+  /**
+   * "f32" (default) or "bf16": keys and values rounded to bf16, half the memory, as bf16 inference
+   * keeps them. Lossless with `bf16MatmulInputs` on a bf16 checkpoint, whose attention rounds them
+   * anyway; otherwise attention reads the rounded keys and values.
+   */
+  readonly dtype?: KVDType;
 }
 
 export class KVCache {
   readonly batch: number;
+  readonly dtype: KVDType;
   private readonly reserve: number;
   private readonly windows: readonly (number | null)[];
   private readonly held: (Held | null)[];
@@ -82,7 +105,7 @@ export class KVCache {
   private len = 0;
   private pending = 0;
   /** Storage replaced in this call (the keys it returned may still read it). */
-  private retired: Float32Array[] = [];
+  private retired: Slab[] = [];
   private backend: Backend | null = null;
 
   constructor(config: Gemma3Config, batch: number, options: KVCacheOptions = {}) {
@@ -90,7 +113,11 @@ export class KVCache {
     const reserve = options.reserve ?? 0;
     if (!Number.isSafeInteger(reserve) || reserve < 0)
       throw new ModelError(`cache reserve must be a non-negative integer, got ${reserve}`);
+    const dtype = options.dtype ?? "f32";
+    if (dtype !== "f32" && dtype !== "bf16")
+      throw new ModelError(`cache dtype must be "f32" or "bf16", got ${String(dtype)}`);
     this.batch = batch;
+    this.dtype = dtype;
     this.reserve = reserve;
     this.windows = config.layerTypes.map((_, l) => layerAttention(config, l).window);
     this.held = this.windows.map(() => null);
@@ -118,13 +145,14 @@ export class KVCache {
   /** Bytes of key and value storage allocated (capacity, not only the keys held). */
   get bytes(): number {
     let n = 0;
-    for (const h of this.held) if (h) n += h.k.byteLength + h.v.byteLength;
+    for (const h of this.held) if (h) n += h.k.data.byteLength + h.v.data.byteLength;
     return n;
   }
 
   /**
    * For a forward call over `seq` new tokens: the most keys any layer's attention reads, and the
-   * longest storage array (elements) that a layer may allocate, for `kvHeads` key heads of `headDim`.
+   * longest array (f32 elements, as `Backend.allocOutput` counts) that a layer may allocate, for
+   * `kvHeads` key heads of `headDim`.
    * @internal (the forward pass bounds its outputs with it)
    */
   bounds(seq: number, kvHeads: number, headDim: number): { keys: number; storage: number } {
@@ -134,7 +162,7 @@ export class KVCache {
       const plan = this.plan(l, seq);
       const capacity = plan?.capacity ?? this.held[l]?.capacity ?? 0;
       keys = Math.max(keys, capacity);
-      if (plan) storage = Math.max(storage, this.batch * kvHeads * capacity * headDim);
+      if (plan) storage = Math.max(storage, this.ownerLength(this.batch * kvHeads * capacity * headDim));
     }
     return { keys, storage };
   }
@@ -194,28 +222,29 @@ export class KVCache {
     const blocks = batch * heads;
     const window = this.windows[layer];
     const plan = this.plan(layer, seq);
+    const storage = this.storage(k);
     let h = this.held[layer];
     if (h === null) {
-      h = { k: new Float32Array(0), v: new Float32Array(0), capacity: 0, len: 0, start: this.len };
-      resize(h, blocks, dim, plan?.capacity ?? 0, 0, this.storage(k));
+      h = { k: EMPTY, v: EMPTY, capacity: 0, len: 0, start: this.len };
+      resize(h, blocks, dim, plan?.capacity ?? 0, 0, storage);
       this.held[layer] = h;
       if (window !== null && plan?.long) {
         // A first chunk longer than a sliding layer's storage: its queries attend to the chunk
         // itself, and only its last `window` keys are stored for later calls.
         for (let b = 0; b < blocks; b++) {
           const from = (b * seq + seq - window) * dim;
-          h.k.set(k.data.subarray(from, from + window * dim), b * h.capacity * dim);
-          h.v.set(v.data.subarray(from, from + window * dim), b * h.capacity * dim);
+          storage.write(h.k.data, b * h.capacity * dim, k.data.subarray(from, from + window * dim));
+          storage.write(h.v.data, b * h.capacity * dim, v.data.subarray(from, from + window * dim));
         }
         h.len = window;
         h.start = this.len + seq - window;
         return { k, v, start: this.len };
       }
-    } else if (plan) resize(h, blocks, dim, plan.capacity, plan.drop, this.storage(k));
+    } else if (plan) resize(h, blocks, dim, plan.capacity, plan.drop, storage);
     for (let b = 0; b < blocks; b++) {
       const at = (b * h.capacity + h.len) * dim;
-      h.k.set(k.data.subarray(b * seq * dim, (b + 1) * seq * dim), at);
-      h.v.set(v.data.subarray(b * seq * dim, (b + 1) * seq * dim), at);
+      storage.write(h.k.data, at, k.data.subarray(b * seq * dim, (b + 1) * seq * dim));
+      storage.write(h.v.data, at, v.data.subarray(b * seq * dim, (b + 1) * seq * dim));
     }
     // Keys before the first one the earliest new query sees (sliding layers) are left out.
     const skip = window === null ? 0 : Math.max(0, h.len - window + 1);
@@ -224,20 +253,20 @@ export class KVCache {
     const keys: LayerKeys =
       exact || blocks === 1
         ? {
-            k: visible(k, h.k, h.capacity, shape, skip),
-            v: visible(v, h.v, h.capacity, shape, skip),
+            k: visible(k, h.k.data, h.capacity, shape, skip),
+            v: visible(v, h.v.data, h.capacity, shape, skip),
             start: h.start + skip,
           }
         : {
-            k: fromStorage(k.backend, "f32", whole, h.k),
-            v: fromStorage(v.backend, "f32", whole, h.v),
+            k: storageTensor(k, whole, h.k.data),
+            v: storageTensor(v, whole, h.v.data),
             start: h.start,
           };
     h.len += seq;
     // After a chunk longer than its bound, a sliding layer goes back to the bound (the keys
     // returned above keep the old storage for this call).
     if (window !== null && h.capacity > slidingBound(window))
-      resize(h, blocks, dim, slidingBound(window), Math.max(0, h.len - window), this.storage(k));
+      resize(h, blocks, dim, slidingBound(window), Math.max(0, h.len - window), storage);
     return keys;
   }
 
@@ -245,7 +274,7 @@ export class KVCache {
   commit(): void {
     this.len += this.pending;
     this.pending = 0;
-    for (const data of this.retired) this.backend?.recycle?.(data);
+    for (const slab of this.retired) this.backend?.recycle?.(slab.owner);
     this.retired = [];
   }
 
@@ -257,46 +286,66 @@ export class KVCache {
    */
   dispose(): void {
     this.pending = 0;
-    for (const data of this.retired) this.backend?.discard?.(data);
+    for (const slab of this.retired) this.backend?.discard?.(slab.owner);
     this.retired = [];
     for (const h of this.held) {
       if (h === null) continue;
-      this.backend?.discard?.(h.k);
-      this.backend?.discard?.(h.v);
+      this.backend?.discard?.(h.k.owner);
+      this.backend?.discard?.(h.v.owner);
     }
     this.held.fill(null);
     this.len = 0;
     this.valid = this.valid.map(() => new Uint8Array(64));
   }
 
+  /** The f32 array length that holds `size` elements of the cache's dtype. */
+  private ownerLength(size: number): number {
+    return this.dtype === "f32" ? size : Math.ceil(size / 2);
+  }
+
   private storage(like: Tensor<"f32">): Storage {
     const backend = like.backend;
     this.backend = backend;
     return {
-      alloc: (size) => (backend.allocOutput?.(size, true) ?? new Float32Array(size)).fill(0),
-      retire: (data) => this.retired.push(data),
+      alloc: (size) => {
+        const n = this.ownerLength(size);
+        const owner = (backend.allocOutput?.(n, true) ?? new Float32Array(n)).fill(0);
+        const data = this.dtype === "f32" ? owner : new Uint16Array(owner.buffer, owner.byteOffset, size);
+        return { owner, data };
+      },
+      retire: (slab) => this.retired.push(slab),
+      write: (dst, at, src) => {
+        if (dst instanceof Float32Array) dst.set(src, at);
+        else backend.floatToHalf(src, "bf16", dst.subarray(at, at + src.length));
+      },
     };
   }
+}
+
+/** `data` as a tensor of `shape`, of its own dtype (f32 or bf16), on like's backend. */
+export function storageTensor(like: Tensor, shape: readonly number[], data: Store): Tensor<KVDType> {
+  if (data instanceof Float32Array) return fromStorage(like.backend, "f32", shape, data);
+  return fromStorage(like.backend, "bf16", shape, data);
 }
 
 /** Slots [skip, skip + shape[2]) of every block of `data` as one tensor of `shape` (on like's backend). */
 function visible(
   like: Tensor<"f32">,
-  data: Float32Array,
+  data: Store,
   capacity: number,
   shape: readonly number[],
   skip: number,
-): Tensor<"f32"> {
+): Tensor<KVDType> {
   const [batch, heads, n, dim] = shape;
   const blocks = batch * heads;
-  if (blocks === 1)
-    return fromStorage(like.backend, "f32", shape, data.subarray(skip * dim, (skip + n) * dim));
-  const out = new Float32Array(blocks * n * dim);
+  if (blocks === 1) return storageTensor(like, shape, data.subarray(skip * dim, (skip + n) * dim));
+  const out =
+    data instanceof Float32Array ? new Float32Array(blocks * n * dim) : new Uint16Array(blocks * n * dim);
   for (let b = 0; b < blocks; b++) {
     const from = (b * capacity + skip) * dim;
     out.set(data.subarray(from, from + n * dim), b * n * dim);
   }
-  return fromStorage(like.backend, "f32", shape, out);
+  return storageTensor(like, shape, out);
 }
 
 /**
@@ -312,20 +361,20 @@ function resize(
   storage: Storage,
 ): void {
   const keep = h.len - drop;
-  const move = (old: Float32Array): Float32Array => {
+  const move = (old: Slab): Slab => {
     if (capacity === h.capacity) {
       for (let b = 0; b < blocks; b++) {
         const from = (b * h.capacity + drop) * dim;
-        old.copyWithin(b * capacity * dim, from, from + keep * dim);
+        old.data.copyWithin(b * capacity * dim, from, from + keep * dim);
       }
       return old;
     }
     const out = storage.alloc(blocks * capacity * dim);
     for (let b = 0; b < blocks; b++) {
       const from = (b * h.capacity + drop) * dim;
-      out.set(old.subarray(from, from + keep * dim), b * capacity * dim);
+      out.data.set(old.data.subarray(from, from + keep * dim), b * capacity * dim);
     }
-    if (old.length > 0) storage.retire(old);
+    if (old.data.length > 0) storage.retire(old);
     return out;
   };
   h.k = move(h.k);

@@ -34,7 +34,7 @@ import { rmsnorm, rope, ropeTables, softmax } from "../../core/ops/nn.js";
 import { concat, narrow, permute, reshape, select, stack } from "../../core/ops/shape.js";
 import { isRecording } from "../../core/tape.js";
 import { fromStorage, shapeSize, type Tensor } from "../../core/tensor.js";
-import type { KVCache, LayerKeys } from "./cache.js";
+import { type KVCache, type KVDType, type LayerKeys, storageTensor } from "./cache.js";
 import { type Gemma3Config, layerAttention, type RopeParams } from "./config.js";
 import { applyInterventions, type Intervention } from "./interventions.js";
 import { type Site, sites } from "./sites.js";
@@ -269,12 +269,26 @@ function applyRope(x: Tensor<"f32">, rot: Rotary): Tensor<"f32"> {
 function rowView(
   x: Tensor<"f32">,
   r: number,
+  shape?: readonly number[],
+  from?: number,
+  to?: number,
+): Tensor<"f32">;
+function rowView(
+  x: Tensor<KVDType>,
+  r: number,
+  shape?: readonly number[],
+  from?: number,
+  to?: number,
+): Tensor<KVDType>;
+function rowView(
+  x: Tensor<KVDType>,
+  r: number,
   shape: readonly number[] = [1, ...x.shape.slice(1)],
   from = 0,
   to = shapeSize(x.shape.slice(1)),
-): Tensor<"f32"> {
+): Tensor<KVDType> {
   const row = shapeSize(x.shape.slice(1));
-  return fromStorage(x.backend, "f32", shape, x.data.subarray(r * row + from, r * row + to));
+  return storageTensor(x, shape, x.data.subarray(r * row + from, r * row + to));
 }
 
 /**
@@ -342,11 +356,12 @@ function hook(pass: Pass, site: Site, x: Tensor<"f32">, seqIndex = pass.seqIndex
 /**
  * Hands the storage of intermediates that never reach a hook, a capture or the tape back to the
  * backend for later ops' outputs (`Backend.recycle`). Each must be an op's own
- * output that no live tensor shares (views of it are dead too).
+ * output that no live tensor shares (views of it are dead too). Copies of a bf16 cache's keys are
+ * left to the collector (the pool holds f32 arrays).
  */
-function release(pass: Pass, ...ts: Tensor<"f32">[]): void {
+function release(pass: Pass, ...ts: Tensor<KVDType>[]): void {
   if (!recycling(pass)) return;
-  for (const t of ts) pass.backend.recycle?.(t.data);
+  for (const t of ts) if (t.data instanceof Float32Array) pass.backend.recycle?.(t.data);
 }
 
 function recycling(pass: Pass): boolean {
@@ -380,7 +395,7 @@ function attentionProbs(
   pass: Pass,
   window: number | null,
   q5: Tensor<"f32">,
-  k: Tensor<"f32">,
+  k: Tensor<KVDType>,
   q0: number,
   keyStart: number,
   row: number | null,
@@ -420,7 +435,7 @@ function attentionProbs(
  * when that is all of x, a view of its storage when contiguous (one key head, or every key) and no
  * tape records, otherwise a copy.
  */
-function keyRows(x: Tensor<"f32">, row: number, k0: number, n: number): Tensor<"f32"> {
+function keyRows(x: Tensor<KVDType>, row: number, k0: number, n: number): Tensor<KVDType> {
   const [batch, heads, nKeys, dim] = x.shape;
   const whole = k0 === 0 && n === nKeys;
   if (whole && batch === 1) return x;

@@ -9,6 +9,7 @@
  */
 import { ModelError } from "../../core/errors.js";
 import { Rng } from "../../core/random.js";
+import type { KVDType } from "./cache.js";
 import type { ForwardResult } from "./forward.js";
 import type { Intervention } from "./interventions.js";
 import type { Gemma3Model } from "./model.js";
@@ -52,6 +53,11 @@ export interface GenerateOptions extends SamplingOptions {
    * sequence indices, so a position-based one acts the same). `Infinity` feeds it in one call.
    */
   readonly prefillChunk?: number;
+  /**
+   * How the KV cache stores keys and values (see `KVCacheOptions.dtype`). Default: "bf16" where
+   * attention rounds them to bf16 anyway (`bf16MatmulInputs` on a bf16 checkpoint), else "f32".
+   */
+  readonly cacheDtype?: KVDType;
 }
 
 export type FinishReason = "stop" | "length";
@@ -164,8 +170,11 @@ export function* generationSteps(
   const chunk = options.prefillChunk ?? 128;
   if (!(chunk === Number.POSITIVE_INFINITY || (Number.isSafeInteger(chunk) && chunk >= 1)))
     throw new ModelError(`prefillChunk must be a positive integer or Infinity, got ${chunk}`);
+  const bf16Attention =
+    (options.bf16MatmulInputs ?? false) && model.weights.layers[0]?.qProj.dtype === "bf16";
   const cache = model.newCache(batch, {
     reserve: Math.min(longest + maxNew, config.maxPositionEmbeddings),
+    dtype: options.cacheDtype ?? (bf16Attention ? "bf16" : "f32"),
   });
   const vocab = config.vocab;
   const interventions = options.interventions ?? [];
