@@ -87,8 +87,13 @@ for (const backend of availableBackends()) {
       const site = sites.residPost(model.config.layers - 1);
       const cache = model.newCache(2);
       const head = ids.map((r) => r.slice(0, 7));
-      const none = model.forward(head, { cache, logits: "none", capture: [site, sites.finalNorm] });
+      const none = model.forward(head, {
+        cache,
+        logits: "none",
+        capture: [site, sites.finalNorm, sites.logits],
+      });
       assert.deepEqual([...none.logits.shape], [2, 0, model.config.vocab]);
+      assert.equal(none.activations.has(sites.logits), false, "nothing at the logits site");
       const all = model.forward(head, { capture: [site, sites.finalNorm] });
       for (const s of [site, sites.finalNorm])
         assert.equal(maxAbsDiff(none.activations.get(s), all.activations.get(s)), 0, s.name);
@@ -140,6 +145,23 @@ for (const backend of availableBackends()) {
       const d = maxAbsDiff(rounded.parts[5], exact.parts[5]);
       assert.ok(d > 0 && d <= 0.05 * maxAbs(exact.parts[5]), `f32 compute, bf16 keys: ${d}`);
       assert.throws(() => bf.newCache(1, { dtype: "f16" as "bf16" }), /cache dtype must be "f32" or "bf16"/);
+    });
+
+    test("a batch goes through attention a few sequences at a time and equals each alone", () => {
+      // 150 queries x 150 keys x 4 heads of f32 scores (360 KB) per sequence: two per 1 MiB block,
+      // so 5 sequences go as 2 + 2 + 1.
+      const m = tinyModel(backend, { max_position_embeddings: 256 });
+      const rows = Array.from({ length: 5 }, (_, r) => tokens(150, 60 + r));
+      const site = sites.z(1);
+      const together = m.forward(rows, { capture: [site], logits: "last" });
+      rows.forEach((row, r) => {
+        const alone = m.forward([row], { capture: [site], logits: "last" });
+        const got = narrow(together.activations.get(site), 0, r, 1);
+        const want = alone.activations.get(site);
+        assert.ok(maxAbsDiff(got, want) <= 1e-5 * maxAbs(want), `z of sequence ${r}`);
+        const logits = narrow(together.logits, 0, r, 1);
+        assert.ok(maxAbsDiff(logits, alone.logits) <= 1e-5 * maxAbs(alone.logits), `logits of sequence ${r}`);
+      });
     });
 
     test("bounds cover the storage a call allocates and the keys it reads", () => {

@@ -257,13 +257,17 @@ const POISON = process.env.GLASSBOX_POISON_OUTPUTS === "1";
 const SMALL_OUTPUT = 256;
 const MAX_LENGTH = bufferConstants.MAX_LENGTH;
 
-// Outputs of 64Ki elements and up are recycled (smaller ones come from the allocator's free lists);
-// under GLASSBOX_POISON_OUTPUTS every size is, so that tests on small models exercise reuse.
-const RECYCLED_BYTES = 1 << 18;
+// Outputs of SMALL_OUTPUT elements and up are recycled, a decoding step's few-KiB arrays too: left
+// to the collector, they pile up in malloc's heap between collections (measured: 8-10 MiB more peak
+// RSS over a generation, no speed difference). Under GLASSBOX_POISON_OUTPUTS every size is, so that
+// tests on small models exercise reuse.
+// glibc's mmap threshold is fixed at MMAP_BYTES: larger blocks (the pool's big buffers) are unmapped
+// when freed rather than kept in the heap.
+const MMAP_BYTES = 1 << 18;
 /** Set once the addon loads: returns a given-up buffer's pages at once, not when it is collected. */
 let discardPages: ((data: Float32Array) => void) | undefined;
 const recycler = new Recycler({
-  minLength: POISON ? 1 : RECYCLED_BYTES / Float32Array.BYTES_PER_ELEMENT,
+  minLength: POISON ? 1 : SMALL_OUTPUT,
   maxBytes: 128 * 2 ** 20,
   maxSlack: 2,
   onDrop: (buffer) => discardPages?.(new Float32Array(buffer)),
@@ -358,7 +362,7 @@ function load(): NativeLoad {
       return { error: `native addon ${file} is out of date (no discardPages; run npm run build:native)` };
     // Blocks the recycler handles (and larger) are mmapped and unmapped when freed, instead of
     // staying resident in the heap once glibc's dynamic threshold has risen past them.
-    if (process.env.GLASSBOX_MALLOC_DEFAULTS !== "1") addon.fixMmapThreshold(RECYCLED_BYTES);
+    if (process.env.GLASSBOX_MALLOC_DEFAULTS !== "1") addon.fixMmapThreshold(MMAP_BYTES);
     return { backend: wrap(addon) };
   } catch (e) {
     const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);

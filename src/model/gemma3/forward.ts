@@ -59,7 +59,8 @@ export interface ForwardOptions {
   readonly cache?: KVCache;
   /**
    * "all" (default), "last": the unembedding only for the last position ([batch, 1, vocab]), or
-   * "none": no unembedding ([batch, 0, vocab]), for a call run for its activations or cache.
+   * "none": no unembedding ([batch, 0, vocab]; interventions and captures at the logits site do not
+   * run), for a call run for its activations or cache.
    */
   readonly logits?: "all" | "last" | "none";
   /**
@@ -125,6 +126,13 @@ export interface ForwardResult {
   readonly logits: Tensor<"f32">;
   readonly activations: Activations;
 }
+
+/**
+ * Most bytes of copied queries or of scores per attention block of whole sequences (batches of short
+ * sequences): enough that a small model's batch goes in one block, small beside a large model's
+ * activations.
+ */
+const GROUP_BYTES = 1 << 20;
 
 /** Float32 min: masked attention logits (finite, so fully masked rows stay NaN-free, as in transformers). */
 const MASKED = -3.4028234663852886e38;
@@ -386,8 +394,7 @@ function linear(pass: Pass, x: Tensor<"f32">, w: Tensor): Tensor<"f32"> {
 
 /**
  * softmax(q k^T * query_pre_attn_scalar^-0.5 + mask) [rows, kv_heads, groups * n, keys] for the
- * queries [q0, q0 + n) (indices into this call's tokens) of one sequence `row`, or of every sequence
- * (`row` null). `q5` is [rows, kv_heads, groups, n, head_dim] (query head h = kv * groups + g shares
+ * queries [q0, q0 + n) (indices into this call's tokens) of the sequences [r0, r0 + rows). `q5` is [rows, kv_heads, groups, n, head_dim] (query head h = kv * groups + g shares
  * kv head kv, so K and V are never repeated); `k` [rows, kv_heads, keys, head_dim] holds sequence
  * indices keyStart, keyStart + 1, ...
  */
@@ -398,7 +405,7 @@ function attentionProbs(
   k: Tensor<KVDType>,
   q0: number,
   keyStart: number,
-  row: number | null,
+  r0: number,
 ): Tensor<"f32"> {
   const c = pass.config;
   const [rows, kvHeads, groups, n] = q5.shape;
@@ -413,7 +420,10 @@ function attentionProbs(
   const queries = { start: pass.offset + q0, count: n };
   const keyRange = { start: keyStart, length: nk };
   const mask = attentionMask(pass, queries, keyRange, window);
-  const ofRow = (bias: Tensor<"f32">) => (row === null ? bias : rowView(bias, row));
+  const ofRow = (bias: Tensor<"f32">) =>
+    rows === bias.shape[0]
+      ? bias
+      : rowView(bias, r0, [rows, ...bias.shape.slice(1)], 0, rows * shapeSize(bias.shape.slice(1)));
   const shape5 = [rows, kvHeads, groups, n, nk];
   if (isRecording()) {
     const scaled = affine(scores, scale, 0);
@@ -431,21 +441,22 @@ function attentionProbs(
 }
 
 /**
- * Keys [k0, k0 + n) of sequence `row` of x [batch, heads, keys, dim], as [1, heads, n, dim]: x itself
- * when that is all of x, a view of its storage when contiguous (one key head, or every key) and no
- * tape records, otherwise a copy.
+ * Keys [k0, k0 + n) of sequences [r0, r0 + count) of x [batch, heads, keys, dim], as [count, heads,
+ * n, dim]: x itself when that is all of x, a view of its storage when contiguous (every key, or one
+ * sequence with one key head) and no tape records, otherwise a copy.
  */
-function keyRows(x: Tensor<KVDType>, row: number, k0: number, n: number): Tensor<KVDType> {
+function keyRows(x: Tensor<KVDType>, r0: number, count: number, k0: number, n: number): Tensor<KVDType> {
   const [batch, heads, nKeys, dim] = x.shape;
   const whole = k0 === 0 && n === nKeys;
-  if (whole && batch === 1) return x;
+  if (whole && count === batch) return x;
   if (isRecording()) {
-    const rows = narrow(x, 0, row, 1);
+    const rows = narrow(x, 0, r0, count);
     return whole ? rows : narrow(rows, 2, k0, n);
   }
-  if (whole) return rowView(x, row);
-  if (heads === 1) return rowView(x, row, [1, 1, n, dim], k0 * dim, (k0 + n) * dim);
-  return narrow(rowView(x, row), 2, k0, n);
+  const rowSize = heads * nKeys * dim;
+  if (whole) return rowView(x, r0, [count, heads, n, dim], 0, count * rowSize);
+  if (heads === 1 && count === 1) return rowView(x, r0, [1, 1, n, dim], k0 * dim, (k0 + n) * dim);
+  return narrow(rowView(x, r0, [count, heads, nKeys, dim], 0, count * rowSize), 2, k0, n);
 }
 
 /**
@@ -494,8 +505,9 @@ interface AttentionMask {
 
 /**
  * pattern @ V for queries q [batch, seq, heads, head_dim]: z [batch, seq, heads, head_dim] (heads
- * before o_proj). Queries go in blocks of one sequence each; with many more keys than a block (and
- * no hook on the pattern, which needs the full matrix of every sequence), in blocks of
+ * before o_proj). Queries go in blocks of a few sequences (their copied queries and scores up to
+ * GROUP_BYTES; one sequence at least); with many more keys than a block (and no hook on the
+ * pattern, which needs the full matrix of every sequence), in blocks of one sequence's
  * `attentionBlock` queries that each see only the keys they can reach: up to the block's last query
  * on full layers, its window on sliding layers. The same result at real tokens with far fewer scores
  * (about half on long full-attention prompts). A padding query sees no key; its row (uniform over
@@ -525,7 +537,7 @@ function mixValues(
   if (pass.capture.has(site.name) || pass.interventions.has(site.name)) {
     // The hooked pattern is [batch, heads, seq, keys]: one block of every sequence and query.
     const q5 = reshape(permute(q, [0, 2, 1, 3]), [batch, kvHeads, groups, seq, headDim]);
-    const probs = attentionProbs(pass, window, q5, keys.k, 0, keys.start, null);
+    const probs = attentionProbs(pass, window, q5, keys.k, 0, keys.start, 0);
     if (q5.data.buffer !== q.data.buffer) release(pass, q5);
     const pattern = hook(pass, site, reshape(probs, [batch, heads, seq, nKeys]));
     const mixed = reshape(matmul(reshape(pattern, [batch, kvHeads, groups * seq, nKeys]), keys.v, rounded), [
@@ -542,8 +554,12 @@ function mixValues(
   const block = pass.attentionBlock ?? 128;
   // One block of queries: narrowing its keys would copy them and save only masked scores.
   const size = nKeys <= 2 * block || seq <= block ? seq : block;
+  // Whole sequences go several at a time, as far as their copied queries and scores stay small.
+  const perRow = Math.max(seq * heads * headDim, heads * seq * nKeys) * 4;
+  const group = size === seq ? Math.max(1, Math.min(batch, Math.floor(GROUP_BYTES / perRow))) : 1;
   const rows: Tensor<"f32">[] = [];
-  for (let r = 0; r < batch; r++) {
+  for (let r0 = 0; r0 < batch; r0 += group) {
+    const g = Math.min(group, batch - r0);
     const parts: Tensor<"f32">[] = [];
     // Last block first: its scores are the largest (on full layers), and the smaller blocks after it
     // reuse their storage.
@@ -553,22 +569,29 @@ function mixValues(
       const first = pass.offset + q0;
       const k0 = size === seq || window === null ? 0 : Math.max(0, first - window + 1 - keys.start);
       const k1 = size === seq ? nKeys : Math.min(nKeys, first + n - keys.start);
+      // The block's queries: whole sequences (contiguous) or part of one.
       const qRows = taped
-        ? narrow(narrow(q, 0, r, 1), 1, q0, n)
-        : rowView(q, r, [1, n, heads, headDim], q0 * heads * headDim, (q0 + n) * heads * headDim);
+        ? narrow(narrow(q, 0, r0, g), 1, q0, n)
+        : rowView(
+            q,
+            r0,
+            [g, n, heads, headDim],
+            q0 * heads * headDim,
+            (q0 + (g - 1) * seq + n) * heads * headDim,
+          );
       const qb = permute(qRows, [0, 2, 1, 3]);
-      const kb = keyRows(keys.k, r, k0, k1 - k0);
-      const q5 = reshape(qb, [1, kvHeads, groups, n, headDim]);
-      const probs = attentionProbs(pass, window, q5, kb, q0, keys.start + k0, r);
+      const kb = keyRows(keys.k, r0, g, k0, k1 - k0);
+      const q5 = reshape(qb, [g, kvHeads, groups, n, headDim]);
+      const probs = attentionProbs(pass, window, q5, kb, q0, keys.start + k0, r0);
       if (qb.data.buffer !== q.data.buffer) release(pass, qb);
       if (kb.data.buffer !== keys.k.data.buffer) release(pass, kb);
-      const vb = keyRows(keys.v, r, k0, k1 - k0);
-      const mixed = reshape(matmul(probs, vb, rounded), [1, heads, n, headDim]);
+      const vb = keyRows(keys.v, r0, g, k0, k1 - k0);
+      const mixed = reshape(matmul(probs, vb, rounded), [g, heads, n, headDim]);
       release(pass, probs);
       if (vb.data.buffer !== keys.v.data.buffer) release(pass, vb);
       if (out === null) parts[i] = permute(mixed, [0, 2, 1, 3]);
       else {
-        assignRegion(out, [r, q0, 0, 0], mixed, [0, 2, 1, 3]);
+        assignRegion(out, [r0, q0, 0, 0], mixed, [0, 2, 1, 3]);
         release(pass, mixed);
       }
     }
@@ -838,7 +861,8 @@ export function forward(
   }
   if (final !== normed) release(pass, final);
   else releaseUnseen(pass, sites.finalNorm, normed);
-  logits = hook(pass, sites.logits, logits, logitIndex);
+  // With logits "none" there is nothing at the logits site to capture or change.
+  if (logitIndex.length > 0) logits = hook(pass, sites.logits, logits, logitIndex);
   for (const m of pass.masks.values()) if (m.bias) release(pass, m.bias);
   if (recycling(pass)) backend.trimRecycled?.();
   if (cache) cache.commit();
