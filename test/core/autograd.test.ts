@@ -167,6 +167,9 @@ for (const B of availableBackends()) {
       const { cos, sin } = ops.ropeTables(tensor(B, [0, 3, 7], { dtype: "i32" }), 6, 10000);
       check("rope", (a) => ops.rope(a, cos, sin), [h]);
       check("rope inverse", (a) => ops.rope(a, cos, sin, { inverse: true }), [h]);
+      // [batch, seq, heads, dim]: heads after positions.
+      const hs = randn(B, [2, 3, 2, 6], 13);
+      check("rope seqAxis -3", (a) => ops.rope(a, cos, sin, { seqAxis: -3 }), [hs]);
     });
 
     test("matmul", () => {

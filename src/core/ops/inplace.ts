@@ -2,8 +2,7 @@
  * In-place ops for inference code that owns its intermediates (the Gemma 3 forward pass): each
  * overwrites its first operand with the result and returns it, so a chain such as
  * gelu(gate) * up, softmax(q k^T * s + mask) or rope(norm(x W_q)) needs one buffer instead of one
- * per step. The
- * arithmetic is the same kernels' as the out-of-place ops, so results are identical.
+ * per step. The arithmetic is the same kernels' as the out-of-place ops, so results are identical.
  *
  * The caller must own the overwritten tensor: an op's own f32 output that no other live tensor reads
  * (a view or reshape sharing its storage counts). They record nothing, and refuse to run while a

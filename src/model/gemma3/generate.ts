@@ -15,6 +15,9 @@ import type { Intervention } from "./interventions.js";
 import type { Gemma3Model } from "./model.js";
 import { sites } from "./sites.js";
 
+/** New tokens the cache makes room for up front (see `KVCacheOptions.reserve`). */
+const RESERVED_NEW_TOKENS = 256;
+
 export interface SamplingOptions {
   /** 0 (default) decodes greedily; otherwise logits are divided by it before sampling. */
   readonly temperature?: number;
@@ -173,7 +176,9 @@ export function* generationSteps(
   const bf16Attention =
     (options.bf16MatmulInputs ?? false) && model.weights.layers[0]?.qProj.dtype === "bf16";
   const cache = model.newCache(batch, {
-    reserve: Math.min(longest + maxNew, config.maxPositionEmbeddings),
+    // Room for the prompt and the first new tokens; a long generation, which may stop early at a
+    // stop token, grows the storage as it goes.
+    reserve: Math.min(longest + Math.min(maxNew, RESERVED_NEW_TOKENS), config.maxPositionEmbeddings),
     dtype: options.cacheDtype ?? (bf16Attention ? "bf16" : "f32"),
   });
   const vocab = config.vocab;
