@@ -330,6 +330,14 @@ function attentionBias(
   return fromStorage(backend, "f32", [batch, 1, 1, queries.count, length], out);
 }
 
+/**
+ * Whether attention computes on bf16-rounded inputs: `bf16MatmulInputs` on a bf16 checkpoint. Its
+ * keys and values are then rounded anyway, so a bf16 KV cache loses nothing.
+ */
+export function bf16Attention(weights: Gemma3Weights, bf16MatmulInputs: boolean): boolean {
+  return bf16MatmulInputs && weights.layers[0]?.qProj.dtype === "bf16";
+}
+
 /** Per-call state the layers share. */
 interface Pass {
   readonly config: Gemma3Config;
@@ -394,9 +402,10 @@ function linear(pass: Pass, x: Tensor<"f32">, w: Tensor): Tensor<"f32"> {
 
 /**
  * softmax(q k^T * query_pre_attn_scalar^-0.5 + mask) [rows, kv_heads, groups * n, keys] for the
- * queries [q0, q0 + n) (indices into this call's tokens) of the sequences [r0, r0 + rows). `q5` is [rows, kv_heads, groups, n, head_dim] (query head h = kv * groups + g shares
- * kv head kv, so K and V are never repeated); `k` [rows, kv_heads, keys, head_dim] holds sequence
- * indices keyStart, keyStart + 1, ...
+ * queries [q0, q0 + n) (indices into this call's tokens) of the sequences [r0, r0 + rows). `q5` is
+ * [rows, kv_heads, groups, n, head_dim] (query head h = kv * groups + g shares kv head kv, so K and
+ * V are never repeated); `k` [rows, kv_heads, keys, head_dim] holds sequence indices keyStart,
+ * keyStart + 1, ...
  */
 function attentionProbs(
   pass: Pass,
@@ -425,12 +434,8 @@ function attentionProbs(
       ? bias
       : rowView(bias, r0, [rows, ...bias.shape.slice(1)], 0, rows * shapeSize(bias.shape.slice(1)));
   const shape5 = [rows, kvHeads, groups, n, nk];
-  if (isRecording()) {
-    const scaled = affine(scores, scale, 0);
-    const bias = ofRow(
-      mask.bias ?? attentionBias(pass.backend, pass.b.batch, queries, keyRange, window, pass.valid),
-    );
-    const probs = softmax(add(reshape(scaled, shape5), bias));
+  if (mask.bias && isRecording()) {
+    const probs = softmax(add(reshape(affine(scores, scale, 0), shape5), ofRow(mask.bias)));
     return reshape(probs, [rows, kvHeads, groups * n, nk]);
   }
   // One buffer for scores, masked scores and probabilities: the same values as the ops above.
@@ -462,7 +467,8 @@ function keyRows(x: Tensor<KVDType>, r0: number, count: number, k0: number, n: n
 /**
  * How to mask the scores of queries over keys: bands of keys [lo, hi] per query (the causal and
  * sliding-window range) when every key in them is valid in every row, else an additive bias
- * (padding). Built once per call for each block and window.
+ * (padding; and always under a tape, whose ops take no bands). Built once per call for each block
+ * and window.
  */
 function attentionMask(
   pass: Pass,
@@ -486,7 +492,7 @@ function attentionMask(
       last = Math.max(last, hi[i]);
     }
   }
-  let banded = true;
+  let banded = !isRecording();
   for (let r = 0; r < pass.b.batch && banded; r++)
     for (let j = first; j <= last && banded; j++) banded = pass.valid(r, keys.start + j);
   const mask: AttentionMask = banded
@@ -827,7 +833,7 @@ export function forward(
     valid,
     masks: new Map(),
     bf16Inputs: options.bf16MatmulInputs ?? false,
-    bf16Attention: (options.bf16MatmulInputs ?? false) && weights.layers[0]?.qProj.dtype === "bf16",
+    bf16Attention: bf16Attention(weights, options.bf16MatmulInputs ?? false),
     attentionBlock: options.attentionBlock ?? null,
     mlpRows: options.mlpRows ?? 256,
   };

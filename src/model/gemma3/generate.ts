@@ -10,7 +10,7 @@
 import { ModelError } from "../../core/errors.js";
 import { Rng } from "../../core/random.js";
 import type { KVDType } from "./cache.js";
-import type { ForwardResult } from "./forward.js";
+import { bf16Attention, type ForwardResult } from "./forward.js";
 import type { Intervention } from "./interventions.js";
 import type { Gemma3Model } from "./model.js";
 import { sites } from "./sites.js";
@@ -173,13 +173,13 @@ export function* generationSteps(
   const chunk = options.prefillChunk ?? 128;
   if (!(chunk === Number.POSITIVE_INFINITY || (Number.isSafeInteger(chunk) && chunk >= 1)))
     throw new ModelError(`prefillChunk must be a positive integer or Infinity, got ${chunk}`);
-  const bf16Attention =
-    (options.bf16MatmulInputs ?? false) && model.weights.layers[0]?.qProj.dtype === "bf16";
   const cache = model.newCache(batch, {
     // Room for the prompt and the first new tokens; a long generation, which may stop early at a
     // stop token, grows the storage as it goes.
     reserve: Math.min(longest + Math.min(maxNew, RESERVED_NEW_TOKENS), config.maxPositionEmbeddings),
-    dtype: options.cacheDtype ?? (bf16Attention ? "bf16" : "f32"),
+    dtype:
+      options.cacheDtype ??
+      (bf16Attention(model.weights, options.bf16MatmulInputs ?? false) ? "bf16" : "f32"),
   });
   const vocab = config.vocab;
   const interventions = options.interventions ?? [];
