@@ -13,6 +13,12 @@
  * column blocks, so that narrow projections use every thread). With at most 4 rows (decoding) packing would cost as
  * much as the arithmetic, so each output is instead a dot product of two contiguous bf16 rows.
  *
+ * With a few hundred rows against a wide weight (a prompt chunk of 128 tokens through an MLP),
+ * packing all of B for so few rows is a tenth of the time. There the roles turn: A is packed 32 rows
+ * at a time (the lanes of two vectors) and B is read in place, 8 rows at a time, its pairs broadcast;
+ * a 32 x 8 tile is transposed in registers on the way out. Each output's sum runs over k in the same
+ * order as on the tiled path, so both give the same bits.
+ *
  * `gb_bf16_batched_gemm` is the same arithmetic for products of two f32 activations, both rounded
  * (MatmulArgs.bBf16; attention scores and mixing in bf16-inputs mode, as bf16 inference frameworks
  * compute them), or of rounded f32 A and a bf16 B (a bf16 KV cache): batches with their own B, B
@@ -155,6 +161,136 @@ static void dot_columns_groups(void *vctx, int64_t begin, int64_t end) {
   dot_columns(vctx, begin * 4, j1);
 }
 
+/* ---- rows of A packed, B read in place (a few hundred rows against a wide weight) ---- */
+
+/* Rows of A per packed block (the 16 lanes of two vectors), columns of out per micro-tile. */
+#define TR 32
+#define TC 8
+/* Packed A kept in L2 while a task's columns pass over it (bytes), and most keys per pass. */
+#define TSUPER_BYTES ((int64_t)320 << 10)
+#define TKC 2048
+
+typedef struct {
+  const uint16_t *abf; /* [m, k] bf16 */
+  uint32_t *pa;        /* block blk of rows at pa + blk * kh * TR, [kh][TR] pairs */
+  const uint16_t *b;   /* [n, k] bf16 */
+  float *out;
+  int64_t m, k, n, blocks, super, kc;
+  int acc;
+} tjob;
+
+static void pack_a_blocks(void *vctx, int64_t begin, int64_t end) {
+  const tjob *t = vctx;
+  for (int64_t blk = begin; blk < end; blk++) {
+    int64_t i0 = blk * TR;
+    pack_b(t->abf, t->k, i0, t->m - i0 < TR ? t->m - i0 : TR, t->pa + blk * (t->k / 2) * TR);
+  }
+}
+
+/*
+ * out[i0 : i0+mr, j0 : j0+nc] for pairs q0 .. q1 of one packed block `pa` and B rows bj[0..TC):
+ * lanes run over rows of A, B's pairs are broadcast, so the 16 accumulators hold columns of the
+ * tile; one 16 x 16 transpose turns them into rows (lanes 0-7: row L, 8-15: row 16 + L). `from`:
+ * 0 starts at zero (then adds out when acc), 1 continues the partial sums stored in out (keys
+ * taken in passes), so every sum runs over q in order exactly as micro_full's.
+ */
+static void micro_t(const uint32_t *pa, int64_t q0, int64_t q1, const uint32_t *const bj[TC], float *c,
+                    int64_t ldc, int mr, int nc, int from, int acc) {
+  __m512 c0[TC], c1[TC];
+  __mmask8 cm = (__mmask8)((1u << nc) - 1);
+  if (from) {
+    __m512i r[16];
+    for (int l = 0; l < 16; l++) {
+      __m256 lo = l < mr ? _mm256_maskz_loadu_ps(cm, c + l * ldc) : _mm256_setzero_ps();
+      __m256 hi = 16 + l < mr ? _mm256_maskz_loadu_ps(cm, c + (16 + l) * ldc) : _mm256_setzero_ps();
+      r[l] = _mm512_castps_si512(_mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1));
+    }
+    gb_transpose16(r);
+    for (int j = 0; j < TC; j++) {
+      c0[j] = _mm512_castsi512_ps(r[j]);
+      c1[j] = _mm512_castsi512_ps(r[TC + j]);
+    }
+  } else {
+    for (int j = 0; j < TC; j++) c0[j] = c1[j] = _mm512_setzero_ps();
+  }
+  for (int64_t q = q0; q < q1; q++) {
+    __m512bh a0 = (__m512bh)_mm512_loadu_si512(pa + q * TR);
+    __m512bh a1 = (__m512bh)_mm512_loadu_si512(pa + q * TR + 16);
+#pragma GCC unroll 8
+    for (int j = 0; j < TC; j++) {
+      __m512bh bv = (__m512bh)_mm512_set1_epi32((int32_t)bj[j][q]);
+      c0[j] = _mm512_dpbf16_ps(c0[j], a0, bv);
+      c1[j] = _mm512_dpbf16_ps(c1[j], a1, bv);
+    }
+  }
+  __m512i r[16];
+  for (int j = 0; j < TC; j++) {
+    r[j] = _mm512_castps_si512(c0[j]);
+    r[TC + j] = _mm512_castps_si512(c1[j]);
+  }
+  gb_transpose16(r);
+  for (int l = 0; l < 16; l++) {
+    for (int h = 0; h < 2; h++) {
+      int row = h * 16 + l;
+      if (row >= mr) continue;
+      __m256 v = h ? _mm512_extractf32x8_ps(_mm512_castsi512_ps(r[l]), 1)
+                   : _mm512_castps512_ps256(_mm512_castsi512_ps(r[l]));
+      float *o = c + row * ldc;
+      if (acc && !from) v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(cm, o));
+      _mm256_mask_storeu_ps(o, cm, v);
+    }
+  }
+}
+
+/* Column groups [g0, g1) of a tjob: per pass of keys, per super-block of rows (packed A in L2),
+ * each group's TC rows of B (L1-resident) against every block of the super-block. */
+static void t_columns(void *vctx, int64_t g0, int64_t g1) {
+  const tjob *t = vctx;
+  int64_t kh = t->k / 2;
+  for (int64_t q0 = 0; q0 < kh; q0 += t->kc) {
+    int64_t q1 = kh - q0 < t->kc ? kh : q0 + t->kc;
+    for (int64_t s0 = 0; s0 < t->blocks; s0 += t->super) {
+      int64_t s1 = t->blocks - s0 < t->super ? t->blocks : s0 + t->super;
+      for (int64_t g = g0; g < g1; g++) {
+        int64_t j0 = g * TC;
+        int nc = (int)(t->n - j0 < TC ? t->n - j0 : TC);
+        const uint32_t *bj[TC];
+        for (int j = 0; j < TC; j++) bj[j] = (const uint32_t *)(t->b + (j0 + (j < nc ? j : 0)) * t->k);
+        for (int64_t blk = s0; blk < s1; blk++) {
+          int64_t i0 = blk * TR;
+          int mr = (int)(t->m - i0 < TR ? t->m - i0 : TR);
+          micro_t(t->pa + blk * kh * TR, q0, q1, bj, t->out + i0 * t->n + j0, t->n, mr, nc, q0 > 0, t->acc);
+        }
+      }
+    }
+  }
+}
+
+/* Whether the packed-A path takes an m-row product (measured against gb_nt_run with B read from
+ * DRAM, as weights are): up to 192 rows, where packing all of B costs more than re-packing A; at
+ * least 512 columns; rows filling their 32-row blocks to 7/8 at least (a half-empty block wastes its
+ * products); and no accumulation into out across passes of keys (partial sums would mix with out's
+ * values). */
+static int packed_a_fits(int64_t m, int64_t k, int64_t n, int accumulate) {
+  int64_t padded = (m + TR - 1) / TR * TR;
+  return m <= 192 && n >= 512 && 8 * (padded - m) <= padded && !(accumulate && k / 2 > TKC / 2);
+}
+
+/* The packed-A path of gb_bf16_gemm_nt for `abf` (A rounded, [m, k], k even). */
+static int gemm_packed_a(const uint16_t *abf, const uint16_t *b, float *out, int64_t m, int64_t k, int64_t n,
+                         int accumulate) {
+  int64_t kh = k / 2, blocks = (m + TR - 1) / TR;
+  uint32_t *pa = gb_scratch(GB_SCRATCH_A_PACK, (size_t)(blocks * kh * TR) * sizeof *pa);
+  if (!pa) return -1;
+  int64_t kc = kh < TKC / 2 ? kh : TKC / 2;
+  int64_t super = TSUPER_BYTES / (kc * TR * (int64_t)sizeof *pa);
+  tjob t = {abf, pa, b, out, m, k, n, blocks, super < 1 ? 1 : super, kc, accumulate};
+  gb_parallel_for(blocks, 1, pack_a_blocks, &t);
+  gb_parallel_tiles((n + TC - 1) / TC, 2, t_columns, &t);
+  gb_scratch_done(GB_SCRATCH_A_PACK, pa);
+  return 0;
+}
+
 int gb_bf16_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, int64_t k, int64_t n, int accumulate) {
   if (k % 2 != 0 || k == 0) return 1;
   if (m == 0 || n == 0) return 0;
@@ -166,6 +302,8 @@ int gb_bf16_gemm_nt(const float *a, const uint16_t *b, float *out, int64_t m, in
   if (m <= 4) {
     /* Multiples of 4 columns per task, so only the last task has a partial group. */
     gb_parallel_for((n + 3) / 4, 16, dot_columns_groups, &g);
+  } else if (packed_a_fits(m, k, n, accumulate)) {
+    rc = gemm_packed_a(abf, b, out, m, k, n, accumulate);
   } else {
     rc = gb_nt_run(&g.job, MC);
   }

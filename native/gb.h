@@ -36,7 +36,7 @@ void gb_blas_end(void);
 
 /* ---- per-thread scratch (scratch.c) ---- */
 /* Slots: one per buffer a kernel holds at once, so nested users on one thread never share. */
-enum gb_scratch_slot { GB_SCRATCH_A_BF16, GB_SCRATCH_PANEL, GB_SCRATCH_BATCH_B, GB_SCRATCH_BATCH_A, GB_SCRATCH_SLOTS };
+enum gb_scratch_slot { GB_SCRATCH_A_BF16, GB_SCRATCH_PANEL, GB_SCRATCH_BATCH_B, GB_SCRATCH_BATCH_A, GB_SCRATCH_A_PACK, GB_SCRATCH_SLOTS };
 /* A 64-byte-aligned buffer of at least `bytes` for the calling thread, kept for its next call to the
  * same slot; NULL when out of memory. Hand it back with gb_scratch_done (which frees it only when it
  * was too large to keep). */

@@ -1,7 +1,8 @@
 /**
  * matmul with `aBf16` (left operand rounded to bf16) on every backend, against float64 loops over
- * the rounded values: the native bf16 dot-product kernel (bf16 B stored [n, k], untransposed A; all
- * row/column tails of its 8 x 32 tiles, several column blocks, accumulate, merged batches) and the
+ * the rounded values: the native bf16 dot-product kernels (bf16 B stored [n, k], untransposed A; all
+ * row/column tails of the tiled kernel's 8 x 32 tiles and of the packed-A kernel's 32 x 8 ones,
+ * several column blocks, keys in passes, accumulate, merged batches) and the
  * fallbacks (odd k, f32 B, transposed A, unmergeable batches). With `bBf16` an f32 B is rounded
  * too: the batched kernel (both layouts of B, odd k, batches with their own or a shared B, several
  * row blocks) and its fallbacks. Also the op-level options and their gradients (the rounding is
@@ -30,15 +31,19 @@ const round = (x: number) => bf16ToF32(f32ToBf16(x));
 function expected(a: Float32Array, b: Float32Array, init: Float32Array, g: MatmulArgs): Float64Array {
   const { batch, m, k, n } = g;
   const out = Float64Array.from(init);
+  const rounded = (x: Float32Array) => x.map(round);
+  const ar = g.aBf16 ? rounded(a) : a;
+  const br = g.bBf16 ? rounded(b) : b;
+  // Element (i, p) of op(A) and (p, j) of op(B): offset i * ai + p * ap and j * bj + p * bp.
+  const [ai, ap] = g.transA ? [1, m] : [k, 1];
+  const [bj, bp] = g.transB ? [k, 1] : [1, n];
   for (let t = 0; t < batch; t++) {
     for (let i = 0; i < m; i++) {
       for (let j = 0; j < n; j++) {
         let s = 0;
-        for (let p = 0; p < k; p++) {
-          const av = a[t * g.aBatchStride + (g.transA ? p * m + i : i * k + p)];
-          const bv = b[t * g.bBatchStride + (g.transB ? j * k + p : p * n + j)];
-          s += (g.aBf16 ? round(av) : av) * (g.bBf16 ? round(bv) : bv);
-        }
+        const a0 = t * g.aBatchStride + i * ai;
+        const b0 = t * g.bBatchStride + j * bj;
+        for (let p = 0; p < k; p++) s += ar[a0 + p * ap] * br[b0 + p * bp];
         const o = t * m * n + i * n + j;
         out[o] = (g.accumulate ? out[o] : 0) + s;
       }
@@ -71,6 +76,13 @@ const CASES: [string, Partial<MatmulArgs>][] = [
   ["few column blocks: rows cut into chunks, a short last chunk", { m: 37, k: 16, n: 100 }],
   ["many column blocks over several row blocks", { m: 600, k: 16, n: 1000 }],
   ["accumulate", { m: 9, k: 8, n: 31, accumulate: true }],
+  // The packed-A kernel (a few hundred rows, at least 512 columns): 32-row blocks with a short
+  // last one, 8-column groups with a short last one.
+  ["packed A: row and column tails", { m: 60, k: 20, n: 517 }],
+  ["packed A: accumulate", { m: 30, k: 16, n: 600, accumulate: true }],
+  // Keys in passes of 1,024 pairs (the last of 2), rows in super-blocks of 2 blocks (3 blocks).
+  ["packed A: keys in passes", { m: 96, k: 2052, n: 512 }],
+  ["packed A: accumulate over keys in passes (tiled kernel)", { m: 32, k: 2050, n: 512, accumulate: true }],
   ["merged batches sharing B", { batch: 3, m: 5, k: 12, n: 20, aBatchStride: 60 }],
   ["odd k (fallback)", { m: 4, k: 7, n: 9 }],
   ["f32 B (fallback)", { m: 4, k: 8, n: 9, bDtype: "f32" }],
