@@ -13,8 +13,8 @@
  * too when present. `--logits last` unembeds only the last position on both sides (what generation
  * and next-token scoring need), so that peak RSS is that of the model rather than of 1 MiB of f32
  * logits per token. The glassbox child disposes each result once read (`Tensor.dispose`), as PyTorch
- * frees a dropped tensor at once, and limits V8's young generation as the glassbox command does at
- * startup (`limitYoungGeneration`); `--plain-node` does neither.
+ * frees a dropped tensor at once, and sets V8's heap as the glassbox command does for its model
+ * commands (`limitYoungGeneration`, `optimizeHeapForSize`); `--plain-node` does neither.
  *
  * Each point runs after one warm-up call at least `--reps` times and until `--min-seconds` were spent
  * on it (both sides), so small models are timed in a steady state, not on their first calls.
@@ -26,7 +26,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { availableBackends, limitYoungGeneration } from "../src/backends/index.js";
+import { availableBackends, limitYoungGeneration, optimizeHeapForSize } from "../src/backends/index.js";
 import type { Tensor } from "../src/core/tensor.js";
 import { loadGemma3Config } from "../src/model/gemma3/config.js";
 import { generate } from "../src/model/gemma3/generate.js";
@@ -131,8 +131,11 @@ function peakRss(): number {
 
 /** Child mode: load the checkpoint on the native backend, time every point, print JSON. */
 function runGlassbox(args: Args, dir: string): RunResult {
-  // As the glassbox command does at startup.
-  if (!args.plainNode) limitYoungGeneration();
+  // As the glassbox command does for generate, logits and activations.
+  if (!args.plainNode) {
+    limitYoungGeneration();
+    optimizeHeapForSize();
+  }
   const done = (t: Tensor) => {
     if (!args.plainNode) t.dispose();
   };

@@ -9,7 +9,7 @@ import { BackendError } from "../core/errors.js";
 import { type NativeLoad, tryLoadNative } from "./native/index.js";
 import { referenceBackend } from "./reference/index.js";
 
-export { limitYoungGeneration } from "./native/young-generation.js";
+export { limitYoungGeneration, optimizeHeapForSize } from "./native/young-generation.js";
 export { referenceBackend };
 
 /** The outcome of a backend choice: the backend, and a warning to print when it fell back. */

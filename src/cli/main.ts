@@ -4,9 +4,12 @@
  * program; this file only wires them up and turns errors into one line on stderr and exit code 1.
  */
 import { Command, CommanderError } from "commander";
-import { limitYoungGeneration } from "../backends/native/young-generation.js";
+import { limitYoungGeneration, optimizeHeapForSize } from "../backends/native/young-generation.js";
 import { GlassboxError } from "../core/errors.js";
 import { registerCommands } from "./commands/index.js";
+
+/** Commands that run the model and nothing heavier in JS: V8 favours memory over speed for them. */
+const MODEL_COMMANDS = new Set(["generate", "logits", "activations"]);
 
 export async function main(argv: readonly string[]): Promise<number> {
   const program = new Command("glassbox")
@@ -15,6 +18,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   registerCommands(program);
+  program.hook("preAction", (_program, action) => {
+    if (MODEL_COMMANDS.has(action.name())) optimizeHeapForSize();
+  });
   try {
     await program.parseAsync([...argv], { from: "user" });
     return 0;

@@ -18,6 +18,14 @@ import { sites } from "./sites.js";
 /** New tokens the cache makes room for up front (see `KVCacheOptions.reserve`). */
 const RESERVED_NEW_TOKENS = 256;
 
+/**
+ * Queries per attention block in a prompt chunk (`ForwardOptions.attentionBlock`). A chunk's queries
+ * see nearly all the keys cached before it, so halving the block halves its scores (the largest
+ * arrays of a late chunk: 2 MiB at 1,024 keys on gemma-3-270m with 128 queries) at no measurable
+ * cost in time.
+ */
+const PREFILL_ATTENTION_BLOCK = 64;
+
 export interface SamplingOptions {
   /** 0 (default) decodes greedily; otherwise logits are divided by it before sampling. */
   readonly temperature?: number;
@@ -198,6 +206,7 @@ export function* generationSteps(
         // Only the last chunk's logits are read.
         logits: start + chunk >= longest ? "last" : "none",
         bf16MatmulInputs,
+        attentionBlock: PREFILL_ATTENTION_BLOCK,
       });
     }
     if (out === undefined) throw new ModelError("generate needs at least one prompt token");
