@@ -75,6 +75,28 @@ for (const backend of availableBackends()) {
       }
     });
 
+    test("a long prompt in chunks (queries in blocks of 64 against the cache) gives the tokens of one call", () => {
+      const c = tinyConfig({ max_position_embeddings: 512 });
+      const m = new Gemma3Model(c, randomWeights(c, backend, 9), "f32", c.eosTokenIds);
+      const rng = new Rng(4);
+      const prompt = [2, ...Array.from({ length: 299 }, () => 3 + Math.floor(rng.uniform() * (c.vocab - 3)))];
+      const seen = (chunk: number) => {
+        const logits: Float32Array[] = [];
+        const res = generate(m, prompt, {
+          maxNewTokens: 3,
+          stopTokens: [],
+          prefillChunk: chunk,
+          interventions: [capture(sites.logits, (t) => logits.push(t.toFloat32Array()))],
+        });
+        return { tokens: res.tokens, first: logits[0] };
+      };
+      const whole = seen(Number.POSITIVE_INFINITY);
+      const chunked = seen(128);
+      assert.deepEqual(chunked.tokens, whole.tokens);
+      for (let i = 0; i < whole.first.length; i++)
+        assert.ok(Math.abs(chunked.first[i] - whole.first[i]) < 1e-4);
+    });
+
     test("with bf16 inputs on a bf16 checkpoint the cache is bf16 by default, with the same tokens", () => {
       const c = tinyConfig();
       const bf = new Gemma3Model(c, randomWeights(c, backend, 5, "bf16"), "bf16", c.eosTokenIds);

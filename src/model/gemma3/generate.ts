@@ -206,7 +206,8 @@ export function* generationSteps(
         // Only the last chunk's logits are read.
         logits: start + chunk >= longest ? "last" : "none",
         bf16MatmulInputs,
-        attentionBlock: PREFILL_ATTENTION_BLOCK,
+        // A prompt in one call keeps the default: there, smaller blocks measured 5 % slower.
+        ...(Number.isFinite(chunk) ? { attentionBlock: PREFILL_ATTENTION_BLOCK } : {}),
       });
     }
     if (out === undefined) throw new ModelError("generate needs at least one prompt token");
