@@ -23,7 +23,7 @@ export function limitYoungGeneration(): void {
 /**
  * Turns on V8's `--optimize-for-size` (its heap and compiler heuristics favour memory over speed),
  * which V8 reads as it decides, so it works after startup. Measured (docs/benchmarks.md, seventh run):
- * peak RSS 2-6 MiB lower for gemma-3-270m generation and 6-11 MiB for tiny-gemma3, decoding and
+ * peak RSS 2-7 MiB lower for gemma-3-270m generation and 6-13 MiB for tiny-gemma3, decoding and
  * forward speed unchanged, SAE training steps 2-4 % slower; so the glassbox command sets it for
  * the commands that run a model (generate, logits, activations), not for training.
  */

@@ -34,6 +34,15 @@ function owned(op: string, x: Tensor): Float32Array {
   return data;
 }
 
+/** Whether two arrays share any bytes of storage. */
+function overlap(a: Float32Array, b: Float32Array): boolean {
+  return (
+    a.buffer === b.buffer &&
+    a.byteOffset < b.byteOffset + b.byteLength &&
+    b.byteOffset < a.byteOffset + a.byteLength
+  );
+}
+
 function binaryInPlace(op: BinaryOp, name: string, a: Tensor<"f32">, b: Tensor | number): Tensor<"f32"> {
   const backend = backendOf(name, a, b);
   const out = owned(name, a);
@@ -45,12 +54,8 @@ function binaryInPlace(op: BinaryOp, name: string, a: Tensor<"f32">, b: Tensor |
       `${formatShape(tb.shape)} would broadcast the result to ${formatShape(shape)}, not ${formatShape(a.shape)}`,
     );
   const bd = f32Data(name, tb, "right operand");
-  const overlaps =
-    bd.buffer === out.buffer &&
-    bd.byteOffset < out.byteOffset + out.byteLength &&
-    out.byteOffset < bd.byteOffset + bd.byteLength;
   // Reading b[i] as out[i] is written is fine only when b is a itself.
-  if (overlaps && !(bd.byteOffset === out.byteOffset && sameShape(tb.shape, a.shape)))
+  if (overlap(bd, out) && !(bd.byteOffset === out.byteOffset && sameShape(tb.shape, a.shape)))
     fail(name, "the right operand overlaps the left one's storage");
   backend.binary(op, out, bd, out, {
     shape,
@@ -170,12 +175,7 @@ export function assignRegion(
       `${formatShape(shape)} does not fit ${formatShape(dst.shape)} at [${starts.join(", ")}]`,
     );
   const data = f32Data("assignRegion", src, "source");
-  if (
-    data.buffer === out.buffer &&
-    data.byteOffset < out.byteOffset + out.byteLength &&
-    out.byteOffset < data.byteOffset + data.byteLength
-  )
-    fail("assignRegion", "the source overlaps the destination's storage");
+  if (overlap(data, out)) fail("assignRegion", "the source overlaps the destination's storage");
   const srcStrides = contiguousStrides(src.shape);
   const dstStrides = contiguousStrides(dst.shape);
   backend.copy(data, out, {
