@@ -52,3 +52,9 @@ export class TrainingError extends GlassboxError {}
  * malformed files, wrong shapes or dtypes, a site that does not fit; the subject names the file.
  */
 export class DictionaryError extends GlassboxError {}
+
+/**
+ * A feature statistics database that cannot be built, read or searched (corrupt or foreign file,
+ * a run whose inputs changed, an unknown feature); the subject names the file or argument.
+ */
+export class FeaturesError extends GlassboxError {}
