@@ -193,7 +193,8 @@ export class FeatureStats {
       ["before", o.before, 0],
       ["after", o.after, 0],
     ] as const) {
-      if (!Number.isSafeInteger(v) || v < min) throw new DataError(`feature stats: ${name} must be an integer >= ${min}, got ${v}`);
+      if (!Number.isSafeInteger(v) || v < min)
+        throw new DataError(`feature stats: ${name} must be an integer >= ${min}, got ${v}`);
     }
     if (o.fineBins % 2 !== 0) throw new DataError(`feature stats: fineBins must be even, got ${o.fineBins}`);
     if (o.groupExamples > 255) throw new DataError("feature stats: groupExamples must be <= 255");
@@ -324,7 +325,8 @@ export class FeatureStats {
 
   /** The whole state as named byte arrays (copies). */
   save(): StatsState {
-    const bytes = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength));
+    const bytes = (a: ArrayBufferView): Uint8Array =>
+      new Uint8Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength));
     const n = this.slots;
     const B = this.options.fineBins;
     const q = this.options.groupExamples;
@@ -362,7 +364,9 @@ export class FeatureStats {
       if (v === undefined) throw new DataError(`feature stats checkpoint: no ${JSON.stringify(name)} array`);
       return v;
     };
-    const fill = <T extends Float64Array | Float32Array | Int32Array | Uint32Array | Uint16Array | Uint8Array>(
+    const fill = <
+      T extends Float64Array | Float32Array | Int32Array | Uint32Array | Uint16Array | Uint8Array,
+    >(
       name: string,
       make: (buf: ArrayBuffer) => T,
       length: number,
@@ -551,7 +555,14 @@ export class FeatureStats {
     return this.topSeq[a] > this.topSeq[b];
   }
 
-  private offerTop(f: number, v: number, seq: number, pos: number, keep: Uint8Array, acts: SequenceActs): void {
+  private offerTop(
+    f: number,
+    v: number,
+    seq: number,
+    pos: number,
+    keep: Uint8Array,
+    acts: SequenceActs,
+  ): void {
     const k = this.options.topK;
     const base = f * k;
     const n = this.topFill[f];
@@ -586,7 +597,15 @@ export class FeatureStats {
     }
   }
 
-  private writeTop(at: number, v: number, seq: number, pos: number, f: number, keep: Uint8Array, acts: SequenceActs): void {
+  private writeTop(
+    at: number,
+    v: number,
+    seq: number,
+    pos: number,
+    f: number,
+    keep: Uint8Array,
+    acts: SequenceActs,
+  ): void {
     const W = this.window;
     const start = Math.max(0, pos - this.options.before);
     const end = Math.min(acts.length, pos + this.options.after + 1);
@@ -629,7 +648,8 @@ export class FeatureStats {
     // grid edges (in fine bins) nearest max * g / G; the last covers the bin holding the max
     const top = Math.min(B, Math.max(1, Math.ceil(max / w)));
     const edges: number[] = [0];
-    for (let g = 1; g < G; g++) edges.push(Math.min(top, Math.max(edges[g - 1], Math.round((max * g) / G / w))));
+    for (let g = 1; g < G; g++)
+      edges.push(Math.min(top, Math.max(edges[g - 1], Math.round((max * g) / G / w))));
     edges.push(top);
     const out: RawGroup[] = [];
     for (let g = 0; g < G; g++) {
@@ -654,7 +674,9 @@ export class FeatureStats {
         };
       });
       // examples in activation order within the group, highest first
-      examples.sort((a, b) => b.activation - a.activation || a.sequence - b.sequence || a.position - b.position);
+      examples.sort(
+        (a, b) => b.activation - a.activation || a.sequence - b.sequence || a.position - b.position,
+      );
       out.push({ lo: edges[g] * w, hi: edges[g + 1] * w, count, examples });
     }
     return out;
