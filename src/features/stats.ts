@@ -459,7 +459,7 @@ export class FeatureStats {
         const count = this.fineCount[a] + this.fineCount[b];
         this.fineCount[dst] = count;
         this.sampleFill[dst] = keep.length;
-        keep.forEach((smp, i) => this.writeSample(dst * q + i, smp));
+        for (let i = 0; i < keep.length; i++) this.writeSample(dst * q + i, keep[i]);
       }
       for (let j = B / 2; j < B; j++) {
         this.fineCount[s * B + j] = 0;
