@@ -22,7 +22,8 @@ export interface ContextExample {
   readonly tokens: readonly string[];
   /**
    * The feature's activation at every token of the window [window] (0 where it did not fire, and at
-   * tokens the statistics leave out: BOS, padding, chat-template tokens).
+   * tokens the statistics leave out: BOS, padding, chat-template tokens), rounded to bfloat16 as
+   * stored (`activation` is exact).
    */
   readonly acts: readonly number[];
   /** Index of `position` within the window. */
