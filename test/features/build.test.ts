@@ -243,7 +243,7 @@ describe("feature statistics on tiny-gemma3", () => {
 
   test("a transcoder's features have logit effects (mlp_out writes into the residual stream)", () => {
     const sp = db.spaces().find((s) => s.dictionary === TRANSCODER2);
-    assert.ok(sp !== undefined && sp.writesResidual);
+    assert.ok(sp?.writesResidual);
     assert.equal(db.page(sp.space, 3).logits?.top.length, SMALL.logitCount);
   });
 
@@ -302,9 +302,13 @@ test("a build killed with SIGKILL and started again gives the same database as a
   const script = join(here, compiled ? "build-child.js" : "build-child.ts");
   const execArgv = compiled ? [] : ["--import", "tsx"];
   for (let round = 0; round < 2; round++) {
-    const child = spawn(process.execPath, [...execArgv, script, killed, data, JSON.stringify(dicts), "40", String(TOKENS)], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      [...execArgv, script, killed, data, JSON.stringify(dicts), "40", String(TOKENS)],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     let output = "";
     child.stdout.on("data", (b: Buffer) => {
       output += b.toString();
