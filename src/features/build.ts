@@ -12,6 +12,10 @@
  *
  * Masking follows harvesting (src/activations/sequences.ts): BOS and pad tokens, and chat-template
  * tokens of conversations, are not counted; they appear in windows with activation 0.
+ *
+ * The data is a text / JSONL / chat file (the model runs, stopping after the deepest read site), or
+ * an activation store harvested from the same model (its rows are encoded directly; a store keeps
+ * only counted tokens, so its windows have no BOS).
  */
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
@@ -24,6 +28,8 @@ import {
 } from "../activations/documents.js";
 import { modelHash } from "../activations/harvest.js";
 import { maskingRules, type Sequence, sequenceStream } from "../activations/sequences.js";
+import { ActivationStore } from "../activations/store.js";
+import type { Backend } from "../core/backend.js";
 import { FeaturesError } from "../core/errors.js";
 import { reshape } from "../core/ops/shape.js";
 import { fromStorage, type Tensor } from "../core/tensor.js";
@@ -44,6 +50,11 @@ export interface BuildDictionary {
   readonly dictionary: Dictionary;
 }
 
+/** An activation store (src/activations) holding the dictionaries' read sites. */
+export interface StoreData {
+  readonly store: string;
+}
+
 export interface BuildProgress {
   readonly tokens: number;
   /** The token limit, or null without one. */
@@ -61,7 +72,8 @@ export interface BuildOptions {
   /** Needed for the "chat" format. */
   readonly chatTemplate: ChatTemplate | null;
   readonly dictionaries: readonly BuildDictionary[];
-  readonly data: DatasetFile;
+  /** A text / JSONL / chat file, or an activation store harvested from the same model (no forward passes then). */
+  readonly data: DatasetFile | StoreData;
   /** Tokens to count (default: the whole dataset). */
   readonly maxTokens?: number;
   /** Tokens per model sequence (default 128); longer documents are split (text) or truncated (chat). */
@@ -163,13 +175,13 @@ function checkPositive(v: number, name: string, allowInfinity = false): void {
 /** Describes what a resume must match. */
 function runRecord(
   o: BuildOptions,
-  data: { sha256: string; bytes: number },
+  data: Record<string, string | number>,
   stats: StatsOptions,
   modelSha: string,
 ) {
   return {
     model: { dir: resolve(o.modelDir), hash: modelSha },
-    data: { path: resolve(o.data.path), format: o.data.format, text_field: o.data.textField, ...data },
+    data,
     dictionaries: o.dictionaries.map((d) => ({ path: d.path, hash: pathHash(d.path) })),
     options: {
       max_tokens: o.maxTokens === undefined || !Number.isFinite(o.maxTokens) ? null : o.maxTokens,
@@ -220,11 +232,32 @@ export async function buildFeatureDatabase(out: string, o: BuildOptions): Promis
   const every = o.checkpointTokens ?? 65_536;
   checkPositive(every, "--checkpoint-tokens");
   if (o.dictionaries.length === 0) throw new FeaturesError("no dictionaries given", "--dict");
-  if (o.data.format === "chat" && o.chatTemplate === null)
-    throw new FeaturesError("conversations need a chat template and the model has none", o.data.path);
+  const modelSha = await modelHash(o.modelDir);
   const spaces = spacesOf(o.dictionaries, o.model, stats);
-  const fp = await fingerprintFile(o.data.path);
-  const run = runRecord(o, fp, stats, await modelHash(o.modelDir));
+  let data: Record<string, string | number>;
+  if ("store" in o.data) {
+    const store = ActivationStore.open(o.data.store);
+    const m = store.manifest;
+    if (m.model.hash !== modelSha)
+      throw new FeaturesError(
+        `the store was harvested from another model (${m.model.id}, hash ${m.model.hash.slice(0, 12)}…) than ${o.modelDir}`,
+        o.data.store,
+      );
+    const have = new Set(m.sites.map((x) => x.name));
+    for (const s of spaces)
+      if (!have.has(s.site.name))
+        throw new FeaturesError(
+          `the store has no activations at ${s.site.name}, which ${s.row.dictionary} reads (it has ${[...have].join(", ")})`,
+          o.data.store,
+        );
+    data = { store: resolve(o.data.store), content_hash: m.content_hash, tokens: m.tokens };
+  } else {
+    if (o.data.format === "chat" && o.chatTemplate === null)
+      throw new FeaturesError("conversations need a chat template and the model has none", o.data.path);
+    const fp = await fingerprintFile(o.data.path);
+    data = { path: resolve(o.data.path), format: o.data.format, text_field: o.data.textField, ...fp };
+  }
+  const run = runRecord(o, data, stats, modelSha);
 
   let db: FeatureDatabase;
   let resumed = false;
@@ -281,6 +314,93 @@ interface ReadSettings {
   readonly started: number;
 }
 
+/** A sequence to count, with its activations at the read sites when they come from a store. */
+interface Item {
+  readonly seq: Sequence;
+  /** Site name -> [tokens, d] rows (a store's), or null when the model must run. */
+  readonly acts: ReadonlyMap<string, Float32Array> | null;
+}
+
+/** Sequences of a text / JSONL / chat dataset, as harvesting makes them. */
+async function* corpusItems(o: BuildOptions, data: DatasetFile, context: number): AsyncGenerator<Item> {
+  const config = o.model.config;
+  const bos = config.bosTokenId ?? 2;
+  const pad = config.padTokenId ?? 0;
+  const rules = maskingRules(data.format, { bos, pad });
+  const docs = tokenizeDocuments(readDocuments(data), o.tokenizer, o.chatTemplate);
+  const stream = sequenceStream(docs, {
+    context,
+    bos,
+    rules,
+    longDocuments: data.format === "chat" ? "truncate" : "split",
+  });
+  for await (const seq of stream) yield { seq, acts: null };
+}
+
+/**
+ * Sequences of an activation store, in store order: consecutive rows of one document with rising
+ * positions form a sequence (a store keeps only counted tokens, so every row is kept; a sequence
+ * cut by a shard boundary is joined again).
+ */
+async function* storeItems(store: ActivationStore, siteNames: readonly string[]): AsyncGenerator<Item> {
+  const dims = new Map(store.sites.map((s) => [s.name, s.d]));
+  let ids: number[] = [];
+  let doc = -1;
+  let last = -1;
+  let rows = new Map<string, Float32Array[]>();
+  const flush = (): Item | null => {
+    if (ids.length === 0) return null;
+    const acts = new Map<string, Float32Array>();
+    for (const name of siteNames) {
+      const parts = rows.get(name) ?? [];
+      const out = new Float32Array(ids.length * (dims.get(name) ?? 0));
+      let at = 0;
+      for (const p of parts) {
+        out.set(p, at);
+        at += p.length;
+      }
+      acts.set(name, out);
+    }
+    const item: Item = {
+      seq: { ids: Int32Array.from(ids), keep: new Uint8Array(ids.length).fill(1), doc },
+      acts,
+    };
+    ids = [];
+    rows = new Map();
+    return item;
+  };
+  for (let shard = 0; shard < store.manifest.shards.length; shard++) {
+    const data = await store.readShard(shard, siteNames);
+    const n = data.tokenIds.length;
+    let from = 0;
+    const take = (to: number) => {
+      for (const name of siteNames) {
+        const d = dims.get(name) ?? 0;
+        const a = data.acts.get(name);
+        if (a === undefined) throw new FeaturesError(`shard ${shard} has no site ${name}`, store.dir);
+        let list = rows.get(name);
+        if (list === undefined) rows.set(name, (list = []));
+        list.push(a.subarray(from * d, to * d));
+      }
+      for (let i = from; i < to; i++) ids.push(data.tokenIds[i]);
+      from = to;
+    };
+    for (let i = 0; i < n; i++) {
+      const starts = data.docIds[i] !== doc || data.positions[i] <= last;
+      if (starts) {
+        take(i);
+        const item = flush();
+        if (item !== null) yield item;
+        doc = data.docIds[i];
+      }
+      last = data.positions[i];
+    }
+    take(n);
+  }
+  const item = flush();
+  if (item !== null) yield item;
+}
+
 async function readCorpus(
   db: FeatureDatabase,
   spaces: readonly Space[],
@@ -288,22 +408,15 @@ async function readCorpus(
   cursor: Cursor,
   r: ReadSettings,
 ): Promise<Cursor> {
-  const config = o.model.config;
-  const bos = config.bosTokenId ?? 2;
-  const pad = config.padTokenId ?? 0;
-  const rules = maskingRules(o.data.format, { bos, pad });
-  const docs = tokenizeDocuments(readDocuments(o.data), o.tokenizer, o.chatTemplate);
-  const stream = sequenceStream(docs, {
-    context: r.context,
-    bos,
-    rules,
-    longDocuments: o.data.format === "chat" ? "truncate" : "split",
-  });
+  const stream =
+    "store" in o.data
+      ? storeItems(ActivationStore.open(o.data.store), [...new Set(spaces.map((s) => s.site.name))])
+      : corpusItems(o, o.data, r.context);
   let index = 0;
   let sequences = cursor.sequences;
   let tokens = cursor.tokens;
   let sinceCommit = 0;
-  let pending: Sequence[] = [];
+  let pending: Item[] = [];
   let planned = tokens;
   const unsaved: { seq: Sequence; index: number }[] = [];
   const progress = (phase: BuildProgress["phase"]) =>
@@ -325,13 +438,20 @@ async function readCorpus(
   };
   const runPending = () => {
     const first = sequences;
-    runBatch(o.model, spaces, pending, first);
-    pending.forEach((seq, i) => {
-      unsaved.push({ seq, index: first + i });
+    if (pending[0].acts === null)
+      runBatch(
+        o.model,
+        spaces,
+        pending.map((p) => p.seq),
+        first,
+      );
+    else runStoreBatch(o.model.backend, spaces, pending, first);
+    pending.forEach((p, i) => {
+      unsaved.push({ seq: p.seq, index: first + i });
     });
     sequences += pending.length;
     let n = 0;
-    for (const s of pending) for (const k of s.keep) n += k;
+    for (const p of pending) for (const k of p.seq.keep) n += k;
     tokens += n;
     sinceCommit += n;
     pending = [];
@@ -339,16 +459,17 @@ async function readCorpus(
     if (sinceCommit >= r.every) commit();
   };
   progress("reading");
-  for await (const seq of stream) {
+  for await (const item of stream) {
     if (planned >= r.limit) break;
-    if (index++ < cursor.sequences) continue;
-    let s = seq;
     let kept = 0;
-    for (const k of s.keep) kept += k;
+    for (const k of item.seq.keep) kept += k;
+    // empty sequences are not counted, so that the cursor (non-empty sequences) indexes the stream
     if (kept === 0) continue;
-    if (planned + kept > r.limit) s = cut(s, r.limit - planned);
-    for (const k of s.keep) planned += k;
-    pending.push(s);
+    if (index++ < cursor.sequences) continue;
+    let it = item;
+    if (planned + kept > r.limit) it = cut(it, r.limit - planned);
+    for (const k of it.seq.keep) planned += k;
+    pending.push(it);
     if (pending.length === r.batchSize) runPending();
   }
   if (pending.length > 0) runPending();
@@ -356,14 +477,56 @@ async function readCorpus(
   return { sequences, tokens };
 }
 
-/** The sequence up to (and including) its `n`-th kept token. */
-function cut(s: Sequence, n: number): Sequence {
+/** The item up to (and including) its sequence's `n`-th kept token. */
+function cut(item: Item, n: number): Item {
+  const s = item.seq;
   let seen = 0;
   for (let p = 0; p < s.ids.length; p++) {
     seen += s.keep[p];
-    if (seen === n) return { ids: s.ids.slice(0, p + 1), keep: s.keep.slice(0, p + 1), doc: s.doc };
+    if (seen === n) {
+      const acts =
+        item.acts === null
+          ? null
+          : new Map(
+              [...item.acts].map(([name, a]) => [name, a.slice(0, ((p + 1) * a.length) / s.ids.length)]),
+            );
+      return { seq: { ids: s.ids.slice(0, p + 1), keep: s.keep.slice(0, p + 1), doc: s.doc }, acts };
+    }
   }
-  return s;
+  return item;
+}
+
+/** A batch of store sequences: their rows are encoded directly, no model run. */
+function runStoreBatch(
+  backend: Backend,
+  spaces: readonly Space[],
+  items: readonly Item[],
+  first: number,
+): void {
+  const total = items.reduce((n, it) => n + it.seq.ids.length, 0);
+  for (const s of spaces) {
+    const name = s.site.name;
+    let d = 0;
+    const rows: Float32Array[] = [];
+    for (const it of items) {
+      const a = it.acts?.get(name);
+      if (a === undefined) throw new FeaturesError(`the store has no activations at ${name}`);
+      d = a.length / it.seq.ids.length;
+      rows.push(a);
+    }
+    const x = new Float32Array(total * d);
+    let at = 0;
+    for (const a of rows) {
+      x.set(a, at);
+      at += a.length;
+    }
+    const csr = s.encode(fromStorage(backend, "f32", [total, d], x));
+    let row0 = 0;
+    items.forEach((it, b) => {
+      s.stats.observe(first + b, it.seq.keep, { ...csr, row0, length: it.seq.ids.length });
+      row0 += it.seq.ids.length;
+    });
+  }
 }
 
 /** One forward pass over right-padded sequences; every space observes its sequences. */

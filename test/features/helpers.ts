@@ -70,7 +70,7 @@ export function writeCorpus(path: string, docs: number, seed = 7): string {
 export type SmallBuild = Omit<
   BuildOptions,
   "model" | "modelDir" | "tokenizer" | "chatTemplate" | "dictionaries" | "data"
->;
+> & { readonly data?: BuildOptions["data"] };
 
 export const SMALL: SmallBuild = {
   context: 32,
@@ -89,9 +89,9 @@ export function buildSmall(out: string, data: string, dicts: readonly string[], 
     tokenizer,
     chatTemplate: null,
     dictionaries: dicts.map((path) => ({ path, dictionary: loadDictionary(path, backend) })),
-    data: { path: data, format: "jsonl", textField: "text" },
     ...SMALL,
     ...extra,
+    data: extra.data ?? { path: data, format: "jsonl", textField: "text" },
   });
 }
 
