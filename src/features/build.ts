@@ -379,7 +379,10 @@ async function* storeItems(store: ActivationStore, siteNames: readonly string[])
         const a = data.acts.get(name);
         if (a === undefined) throw new FeaturesError(`shard ${shard} has no site ${name}`, store.dir);
         let list = rows.get(name);
-        if (list === undefined) rows.set(name, (list = []));
+        if (list === undefined) {
+          list = [];
+          rows.set(name, list);
+        }
         list.push(a.subarray(from * d, to * d));
       }
       for (let i = from; i < to; i++) ids.push(data.tokenIds[i]);
