@@ -15,6 +15,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   const program = new Command("glassbox")
     .description("Interpretability for Gemma 3: hook sites, sparse dictionaries, training and evaluation.")
     .option("--debug", "print stack traces for errors")
+    // a command's options go to the (sub)command named before them: `features build --model M`
+    // gives --model to `build` although `features` has a --model of its own
+    .enablePositionalOptions()
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   registerCommands(program);
@@ -22,7 +25,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (MODEL_COMMANDS.has(action.name())) optimizeHeapForSize();
   });
   try {
-    await program.parseAsync([...argv], { from: "user" });
+    // --debug is read from argv (below) wherever it stands; positional options would give it to the subcommand
+    await program.parseAsync(
+      argv.filter((a) => a !== "--debug"),
+      { from: "user" },
+    );
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 1;

@@ -39,10 +39,17 @@ export interface PreparedInput {
   readonly text: string | null;
 }
 
-/** Adds the options every model command takes. */
-export function addModelOptions(cmd: Command): Command {
-  return cmd
-    .requiredOption("--model <dir>", "Gemma 3 checkpoint directory (config.json + safetensors)")
+/**
+ * Adds the options every model command takes. `modelRequired: false` leaves `--model` optional for
+ * commander (a command with subcommands checks it in its own action instead).
+ */
+export function addModelOptions(cmd: Command, options: { readonly modelRequired?: boolean } = {}): Command {
+  const model = "Gemma 3 checkpoint directory (config.json + safetensors)";
+  return (
+    options.modelRequired === false
+      ? cmd.option("--model <dir>", model)
+      : cmd.requiredOption("--model <dir>", model)
+  )
     .option("--tokenizer <dir>", "directory with tokenizer.json + tokenizer_config.json (default: --model)")
     .option("--ids <list>", "prompt as token ids, comma-separated (instead of text)")
     .option("--chat", "render the prompt as a user turn with the model's chat template")

@@ -264,8 +264,9 @@ for (const B of availableBackends()) {
       const err = maxAbs(mine.map((v, i) => v - viaSplice[i]));
       assert.ok(err <= 1e-5 * maxAbs(viaSplice), `clamp differs from the splice reference by ${err}`);
 
-      // On an SAE whose encoder inverts its decoder, re-encoding gives exactly c for the clamped
-      // feature and leaves every other feature as it was.
+      // On an SAE whose encoder inverts its decoder, re-encoding gives exactly c where the feature
+      // was active (f(x) = its pre-activation), pre + c where it was not (f(x) = 0: the clamp adds
+      // c d), and leaves every other feature as it was.
       const ortho = orthonormalSae(B, 32, d);
       const s3 = sites.residPost(3);
       const x3 = flat(model.forward([IDS], { capture: [s3] }).activations.get(s3));
@@ -276,11 +277,19 @@ for (const B of availableBackends()) {
           .toFloat32Array();
       const clean = dense(x3);
       const feature = 5;
+      const u = featureDirection(ortho, config, feature).targets[0].row;
+      const pre = Array.from({ length: T }, (_, p) => {
+        let dot = 0;
+        for (let j = 0; j < d; j++) dot += x3[p * d + j] * u[j];
+        return dot;
+      });
+      const active = pre.filter((_, p) => clean[p * 32 + feature] > 0).length;
+      assert.ok(active > 0 && active < T, `feature ${feature} active at ${active} of ${T} positions`);
+      const jump = (v: number) => (v > 0.25 ? v : 0);
       const value = 7.25;
-      for (const [mode, want] of [
-        ["clamp", value],
-        ["ablate", 0],
-      ] as const) {
+      for (const mode of ["clamp", "ablate"] as const) {
+        const c = mode === "clamp" ? value : 0;
+        const want = (p: number) => (clean[p * 32 + feature] > 0 ? c : jump(pre[p] + c));
         const s: SteerSpec = mode === "clamp" ? { feature, mode, value } : { feature, mode };
         const r = model.forward([IDS], {
           interventions: steeringInterventions(ortho, config, [s]),
@@ -290,7 +299,7 @@ for (const B of availableBackends()) {
         for (let p = 0; p < T; p++) {
           for (let j = 0; j < 32; j++) {
             const got = re[p * 32 + j];
-            const expect = j === feature ? want : clean[p * 32 + j];
+            const expect = j === feature ? want(p) : clean[p * 32 + j];
             assert.ok(
               Math.abs(got - expect) <= 1e-5 * 80,
               `${mode}: position ${p} feature ${j} is ${got}, want ${expect}`,

@@ -2,8 +2,9 @@
  * `glassbox demo [--model DIR] [--json]`: a tour of the bundled tiny model and its dictionaries.
  * Prints the backend in use, a short greedy generation for a fixed prompt, that prompt's top
  * features per token at a few layers (residual-stream SAEs and the cross-layer transcoder, through
- * `glassbox features`' machinery), and the evaluation summary stored with the dictionaries
- * (`gemma-scope/eval.json`, written by `scripts/bundle-dictionaries.sh`).
+ * `glassbox features`' machinery), the evaluation summary stored with the dictionaries
+ * (`gemma-scope/eval.json`, written by `scripts/bundle-dictionaries.sh`), and a feature page from
+ * the bundled feature statistics (`features.sqlite`, written by `scripts/bundle-features.sh`).
  *
  * The default model is the bundled `models/tiny-gemma3` of this package (found from this file, not
  * the working directory). `--json` prints one object:
@@ -11,7 +12,9 @@
  *   "features": [{"id", "kind", "layer", "path", "reads", "tokens": [{"position", "id", "token",
  *   "l0", "top": [{"feature", "activation", "layer"?}]}]}], "evaluation": {"path", "model",
  *   "tokens", "data", "dictionaries": [{"id", "kind", "layer", "width", "l0", "target_l0", "fvu",
- *   "ce_loss_recovered", "delta_lm_loss", "kl_score", "dead_fraction"}]}}`.
+ *   "ce_loss_recovered", "delta_lm_loss", "kl_score", "dead_fraction"}]},
+ *   "feature_page": {"path", "token", "activation", "page"} | null}`, the page (a `FeaturePage`) of
+ * the prompt's last token's most active feature in the bundled statistics (`features.sqlite`).
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
@@ -19,8 +22,14 @@ import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { defaultBackend } from "../../backends/index.js";
 import { UsageError } from "../../core/errors.js";
+import { FeatureDatabase } from "../../features/db.js";
+import type { FeaturePage } from "../../features/page.js";
+import { featuresOnText } from "../../features/search.js";
+import { Tokenizer } from "../../io/tokenizer.js";
+import { loadGemma3 } from "../../model/gemma3/model.js";
 import { intFlag, jsonLine } from "../model-input.js";
 import { featuresReport, type TokenFeatures } from "./features.js";
+import { loadRecorded, pageText } from "./features-db.js";
 import { runGenerate } from "./generate.js";
 
 /** The fixed prompt of the demo. */
@@ -75,6 +84,35 @@ export interface DemoReport {
     readonly data: string | null;
     readonly dictionaries: readonly DemoEvalRow[];
   };
+  /**
+   * From the bundled feature statistics (`features.sqlite` in the model folder, made by
+   * scripts/bundle-features.sh): the page of the most active feature (relative to its corpus max)
+   * at the prompt's last token; null when the model folder has no statistics.
+   */
+  readonly feature_page: {
+    readonly path: string;
+    readonly token: string;
+    readonly activation: number;
+    readonly page: FeaturePage;
+  } | null;
+}
+
+/** The page of the feature most active, relative to its corpus max, at the prompt's last token. */
+function demoFeaturePage(dir: string, prompt: string): DemoReport["feature_page"] {
+  const path = join(dir, "features.sqlite");
+  if (!existsSync(path)) return null;
+  const db = FeatureDatabase.open(path, { readonly: true });
+  try {
+    const model = loadGemma3(dir, defaultBackend());
+    const ids = Tokenizer.fromDir(dir).encode(prompt, { addBos: true });
+    const tokens = featuresOnText(db, model, loadRecorded(db, model), ids, { top: 1 });
+    const last = tokens[tokens.length - 1];
+    const hit = last.features[0];
+    if (hit === undefined) return null;
+    return { path, token: last.token, activation: hit.activation, page: db.page(hit.space, hit.feature) };
+  } finally {
+    db.close();
+  }
 }
 
 /** The root of this package: the nearest folder above this module with glassbox's package.json. */
@@ -242,6 +280,7 @@ export async function runDemo(flags: DemoFlags): Promise<DemoReport> {
       data: evalJson.evaluation?.data?.file ?? null,
       dictionaries: evalJson.dictionaries.map(row),
     },
+    feature_page: demoFeaturePage(dir, flags.prompt),
   };
 }
 
@@ -306,5 +345,20 @@ export function demoText(r: DemoReport): string {
       .map((l) => `  ${l}`)
       .join("\n"),
   );
+  const fp = r.feature_page;
+  if (fp !== null) {
+    out.push("");
+    out.push(
+      `feature page (${fp.path}, ${fp.page.tokens} held-out tokens): the most active feature at the last prompt token ${JSON.stringify(fp.token)} (activation ${fp.activation.toFixed(2)})`,
+    );
+    out.push(
+      pageText(fp.page, 4)
+        .trimEnd()
+        .split("\n")
+        .map((l) => `  ${l}`)
+        .join("\n"),
+    );
+    out.push(`  (glassbox features show ${fp.path} --feature ${fp.page.feature} --html page.html)`);
+  }
   return `${out.join("\n")}\n`;
 }

@@ -21,6 +21,7 @@ import {
   tokenString,
 } from "../model-input.js";
 import { addGs1Options, type Gs1Flags, gs1Options } from "./dict.js";
+import { registerFeatureDatabaseCommands } from "./features-db.js";
 
 interface FeaturesFlags extends InputFlags, Gs1Flags {
   dict: string;
@@ -53,20 +54,27 @@ export interface FeaturesReport {
 }
 
 export function registerFeatures(program: Command): void {
-  addGs1Options(
-    addModelOptions(
-      program
-        .command("features")
-        .description("the most active dictionary features of every token of a prompt")
-        .argument("[text]", "prompt text"),
-    ),
-  )
-    .requiredOption("--dict <dir>", "dictionary folder (Gemma Scope 2, Gemma Scope 1 or SAELens)")
+  // positional options: `features build --model M` gives --model to `build`, not to `features`
+  const cmd = program
+    .command("features")
+    .enablePositionalOptions()
+    .description(
+      "a prompt's most active dictionary features per token; `features build|show|search` for dataset-wide feature statistics",
+    );
+  addGs1Options(addModelOptions(cmd.argument("[text]", "prompt text"), { modelRequired: false }))
+    .option("--dict <dir>", "dictionary folder (Gemma Scope 2, Gemma Scope 1 or SAELens)")
     .option("--top <k>", "features per token", "5")
-    .action((text: string | undefined, flags: FeaturesFlags) => {
-      const report = featuresReport(flags, text);
+    .action((text: string | undefined, flags: Partial<FeaturesFlags>) => {
+      if (flags.model === undefined)
+        throw new UsageError("required option --model <dir> not given", "--model");
+      if (flags.dict === undefined) throw new UsageError("required option --dict <dir> not given", "--dict");
+      const report = featuresReport(
+        { ...flags, model: flags.model, dict: flags.dict, top: flags.top ?? "5" },
+        text,
+      );
       process.stdout.write(flags.json ? jsonLine(report) : featuresTable(report));
     });
+  registerFeatureDatabaseCommands(cmd);
 }
 
 export function featuresReport(flags: FeaturesFlags, text: string | undefined): FeaturesReport {

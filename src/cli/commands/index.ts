@@ -11,6 +11,7 @@ import { registerHarvest } from "./harvest.js";
 import { registerLogits } from "./logits.js";
 import { registerSafetensors } from "./safetensors.js";
 import { registerSites } from "./sites.js";
+import { registerSteer } from "./steer.js";
 import { registerTrain } from "./train.js";
 
 export function registerCommands(program: Command): void {
@@ -19,6 +20,7 @@ export function registerCommands(program: Command): void {
   registerFeatures(program);
   registerSafetensors(program);
   registerGenerate(program);
+  registerSteer(program);
   registerLogits(program);
   registerActivations(program);
   registerSites(program);
