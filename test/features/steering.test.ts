@@ -40,6 +40,7 @@ import { capture, type Intervention } from "../../src/model/gemma3/interventions
 import { type Gemma3Model, loadGemma3 } from "../../src/model/gemma3/model.js";
 import { type Site, sites } from "../../src/model/gemma3/sites.js";
 import { fixture, runCli } from "../io/helpers.js";
+import { writeCorpus } from "./helpers.js";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const repoRoot = import.meta.url.endsWith(".js") ? join(here, "..", "..", "..") : join(here, "..", "..");
@@ -538,7 +539,7 @@ describe("steering on tiny-gemma3 (default backend)", () => {
         chatTemplate: null,
         dictionaries: [SAE5, CLT].map((path) => ({ path, dictionary: loadDictionary(path, B) })),
         data: {
-          path: join(repoRoot, "data", "corpus", "validation.jsonl"),
+          path: writeCorpus(join(dir, "corpus.jsonl"), 64),
           format: "jsonl",
           textField: "text",
         },
