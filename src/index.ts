@@ -24,6 +24,7 @@ export type { CorpusDocument, CorpusSource, PackageRef } from "./data/source.js"
 export { SOURCES as CORPUS_SOURCES } from "./data/sources/index.js";
 export * from "./dictionaries/index.js";
 export * from "./eval/index.js";
+export * from "./features/index.js";
 export {
   type ChatEncoding,
   type ChatMessage,

@@ -6,6 +6,7 @@
  * own token is outlined; hovering a token shows its exact activation. Every string is escaped.
  */
 import type { ContextExample, FeaturePage } from "./page.js";
+import { fromBf16, toBf16 } from "./stats.js";
 
 const ESCAPES: Readonly<Record<string, string>> = {
   "&": "&amp;",
@@ -98,16 +99,19 @@ export function featureDashboardHtml(page: FeaturePage, options: { readonly titl
     options.title ??
     `Feature ${page.feature} · ${s.site}${s.layer === null ? "" : ` (source layer ${s.layer})`}`;
   const max = page.maxActivation;
+  // Window activations are stored in bfloat16: shade against the max rounded the same way, so the
+  // token at the max is fully shaded.
+  const shade = fromBf16(toBf16(max));
   const top =
     page.topContexts.length === 0
       ? '<p class="muted">No contexts: the feature never fired.</p>'
-      : page.topContexts.map((e) => contextHtml(e, max)).join("\n");
+      : page.topContexts.map((e) => contextHtml(e, shade)).join("\n");
   const groups = page.intervals
     .slice()
     .reverse()
     .map(
       (g) =>
-        `<h3>${num(g.lo)} &lt; activation &le; ${num(g.hi)} <span class="muted">(${g.count} firings, ${(g.fraction * 100).toFixed(1)} %)</span></h3>\n${g.examples.map((e) => contextHtml(e, max)).join("\n")}`,
+        `<h3>${num(g.lo)} &lt; activation &le; ${num(g.hi)} <span class="muted">(${g.count} firings, ${(g.fraction * 100).toFixed(1)} %)</span></h3>\n${g.examples.map((e) => contextHtml(e, shade)).join("\n")}`,
     )
     .join("\n");
   const neighbours =

@@ -17,7 +17,8 @@
  * - `checkpoint(space, name, data)`: the accumulators' arrays while building (dropped when complete).
  * - `features(space, feature, firings, density, mean, max, histogram)`: histogram = uint32 blob.
  * - `examples(space, feature, grp, rank, sequence, position, activation, start, ids, acts, text)`:
- *   grp 0 = top contexts, g >= 1 = interval g; ids int32 and acts float32 blobs of the window.
+ *   grp 0 = top contexts, g >= 1 = interval g; ids int32 and acts bfloat16 blobs of the window;
+ *   text (the window decoded) only for grp 0, for substring search.
  * - `intervals(space, feature, grp, lo, hi, count)`, `logits(space, feature, sign, rank, token,
  *   value)` (sign 1 = promoted, -1 = suppressed), `neighbours(space, feature, rank, other, cosine)`,
  *   `context_tokens(token, space, feature, hits)`: distinct tokens of the top contexts.

@@ -58,6 +58,20 @@ interface Report {
   generation: { text: string | null; ids: number[]; tokens: (string | null)[]; finish_reason: string };
   features: Features[];
   evaluation: { path: string; model: string; tokens: number | null; dictionaries: Record<string, unknown>[] };
+  feature_page: {
+    path: string;
+    token: string;
+    activation: number;
+    page: {
+      feature: number;
+      tokens: number;
+      firings: number;
+      density: number;
+      maxActivation: number;
+      topContexts: { activation: number }[];
+      logits: { top: { token: string }[] } | null;
+    };
+  } | null;
 }
 
 const skip = skipReason();
@@ -124,11 +138,24 @@ test("demo --json: structure, and the evaluation summary equals eval.json", { sk
       assert.ok(meanL0 > evalL0 / 4 && meanL0 < evalL0 * 4, `${f.id}: prompt L0 ${meanL0} vs eval ${evalL0}`);
     }
 
+    // The bundled feature statistics: the page of a feature that fires at the prompt's last token.
+    const fp = rep.feature_page;
+    assert.ok(fp !== null, "the bundled features.sqlite gives a feature page");
+    assert.equal(fp.path, join(MODEL, "features.sqlite"));
+    assert.ok(fp.activation > 0);
+    assert.ok(fp.page.tokens > 100_000, `held-out tokens ${fp.page.tokens}`);
+    assert.ok(fp.page.firings > 0 && fp.page.density === fp.page.firings / fp.page.tokens);
+    assert.ok(fp.page.topContexts.length > 0);
+    assert.equal(fp.page.topContexts[0].activation, fp.page.maxActivation);
+    assert.ok(fp.page.logits !== null && fp.page.logits.top.length > 0);
+
     // The readable form shows the same summary.
     const t = cli(["demo", "--max-tokens", "2", "--top", "1"], cwd);
     assert.equal(t.status, 0, t.stderr);
     assert.match(t.stdout, /^backend\s+(native|reference)$/m);
     for (const d of rep.evaluation.dictionaries) assert.ok(t.stdout.includes(d.id as string), String(d.id));
+    assert.match(t.stdout, /^feature page \(.*features\.sqlite, \d+ held-out tokens\)/m);
+    assert.ok(t.stdout.includes(`--feature ${fp.page.feature} --html`));
   } finally {
     rmSync(cwd, { recursive: true, force: true });
   }
