@@ -58,3 +58,10 @@ export class DictionaryError extends GlassboxError {}
  * a run whose inputs changed, an unknown feature); the subject names the file or argument.
  */
 export class FeaturesError extends GlassboxError {}
+
+/**
+ * An attribution graph that cannot be built, read or intervened on (a dictionary set that does not
+ * form a replacement model, a malformed graph file, an unknown node); the subject names the file or
+ * argument.
+ */
+export class CircuitError extends GlassboxError {}

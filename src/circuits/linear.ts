@@ -1,0 +1,221 @@
+/**
+ * The linear map of a local replacement model (replacement.ts), both ways:
+ * - `backward`: vector-Jacobian products for a batch of targets (one per row), from each target's
+ *   read vector back to the gradient at every write site: resid_post of every layer (where feature,
+ *   error and bias writes land) and the embedding. This is what attribution runs.
+ * - `propagate`: the forward map of additive writes to every later read: the independent
+ *   implementation the tests check the backward against, and what graph interventions use.
+ *
+ * Per layer (Gemma 3 block, attention patterns P and norm denominators frozen, MLP features fixed):
+ *   mid  = pre + Npost(O(P V Nin(pre)))      post = mid + mlp_out,  mlp_out ∋ Npre(mid) @ A (skip)
+ * with N(x)[p] = x[p] * rinv[p] * g, V = v_proj, O = o_proj, heads grouped over kv heads as in
+ * transformers' repeat_kv.
+ */
+import { mul } from "../core/ops/elementwise.js";
+import { matmul } from "../core/ops/linalg.js";
+import { sum } from "../core/ops/reduce.js";
+import { broadcastTo, permute, reshape } from "../core/ops/shape.js";
+import { makeF32 } from "../core/ops/util.js";
+import type { Tensor } from "../core/tensor.js";
+import type { FrozenNorm, LocalReplacement } from "./replacement.js";
+
+/** A read vector: the target's value is vector . x at `site` position `position`. */
+export interface Seed {
+  /** "mid" reads resid_mid of `layer` (through the frozen pre-feedforward norm: a feature); "final" reads the final norm's input (a logit). */
+  readonly at: "mid" | "final";
+  readonly layer: number;
+  readonly position: number;
+  /** [d_model], applied after the frozen norm (an encoder column or an unembedding row). */
+  readonly vector: Float32Array;
+}
+
+/** Frozen norm scale as a [1, T, D] tensor: rinv[p] * g[j]. */
+function scale(rep: LocalReplacement, n: FrozenNorm): Tensor<"f32"> {
+  const T = rep.length;
+  const D = n.g.length;
+  const s = new Float32Array(T * D);
+  for (let p = 0; p < T; p++) for (let j = 0; j < D; j++) s[p * D + j] = n.rinv[p] * n.g[j];
+  return makeF32(rep.backend, [1, T, D], s);
+}
+
+/** Per-layer scale tensors, built once per replacement. */
+interface Scales {
+  readonly input: Tensor<"f32">[];
+  readonly post: Tensor<"f32">[];
+  readonly pre: Tensor<"f32">[];
+}
+
+const scaleCache = new WeakMap<LocalReplacement, Scales>();
+
+function scales(rep: LocalReplacement): Scales {
+  let s = scaleCache.get(rep);
+  if (s === undefined) {
+    s = {
+      input: rep.layers.map((l) => scale(rep, l.input)),
+      post: rep.layers.map((l) => scale(rep, l.postAttention)),
+      pre: rep.layers.map((l) => scale(rep, l.preFeedforward)),
+    };
+    scaleCache.set(rep, s);
+  }
+  return s;
+}
+
+/** g [B, T, D] at resid_mid of layer l -> its part at resid_pre through attention. */
+function attentionBackward(rep: LocalReplacement, l: number, g: Tensor<"f32">): Tensor<"f32"> {
+  const c = rep.model.config;
+  const w = rep.model.weights.layers[l];
+  const s = scales(rep);
+  const B = g.shape[0];
+  const T = rep.length;
+  const gO = mul(g, s.post[l]);
+  const gZ = matmul(gO, w.oProj); // [B, T, H*dh]
+  const gZh = permute(reshape(gZ, [B, T, c.heads, c.headDim]), [0, 2, 1, 3]);
+  const gVh = matmul(rep.layers[l].pattern, gZh, { transA: true }); // [B, H, T, dh]
+  const group = c.heads / c.kvHeads;
+  const gV = group === 1 ? gVh : sum(reshape(gVh, [B, c.kvHeads, group, T, c.headDim]), 2);
+  const gVf = reshape(permute(gV, [0, 2, 1, 3]), [B, T, c.kvHeads * c.headDim]);
+  return mul(matmul(gVf, w.vProj), s.input[l]);
+}
+
+/** x [B, T, D] at resid_pre of layer l -> attention's output (after its frozen norm). */
+function attentionForward(rep: LocalReplacement, l: number, x: Tensor<"f32">): Tensor<"f32"> {
+  const c = rep.model.config;
+  const w = rep.model.weights.layers[l];
+  const s = scales(rep);
+  const B = x.shape[0];
+  const T = rep.length;
+  const v = matmul(mul(x, s.input[l]), w.vProj, { transB: true }); // [B, T, KV*dh]
+  let vh = permute(reshape(v, [B, T, c.kvHeads, c.headDim]), [0, 2, 1, 3]); // [B, KV, T, dh]
+  const group = c.heads / c.kvHeads;
+  if (group > 1)
+    vh = reshape(
+      broadcastTo(reshape(vh, [B, c.kvHeads, 1, T, c.headDim]), [B, c.kvHeads, group, T, c.headDim]),
+      [B, c.heads, T, c.headDim],
+    );
+  const zh = matmul(rep.layers[l].pattern, vh); // [B, H, T, dh]
+  const z = reshape(permute(zh, [0, 2, 1, 3]), [B, T, c.heads * c.headDim]);
+  return mul(matmul(z, w.oProj, { transB: true }), s.post[l]);
+}
+
+/** Skip path of layer l, backward: g at resid_post -> its part at resid_mid (x = Npre(mid), out += x @ A). */
+function skipBackward(rep: LocalReplacement, l: number, g: Tensor<"f32">): Tensor<"f32"> | null {
+  const A = rep.transcoders.skip(l);
+  if (A === null) return null;
+  return mul(matmul(g, A, { transB: true }), scales(rep).pre[l]);
+}
+
+function skipForward(rep: LocalReplacement, l: number, mid: Tensor<"f32">): Tensor<"f32"> | null {
+  const A = rep.transcoders.skip(l);
+  if (A === null) return null;
+  return matmul(mul(mid, scales(rep).pre[l]), A);
+}
+
+function addInto(a: Float32Array, b: Float32Array): void {
+  for (let i = 0; i < a.length; i++) a[i] += b[i];
+}
+
+/** Adds each seed's vector (through its frozen norm) into rows of g [B, T, D]. */
+function plantSeeds(
+  rep: LocalReplacement,
+  g: Float32Array,
+  seeds: readonly Seed[],
+  at: "mid" | "final",
+  layer: number,
+): boolean {
+  const D = rep.model.config.dModel;
+  const T = rep.length;
+  let any = false;
+  seeds.forEach((s, b) => {
+    if (s.at !== at || (at === "mid" && s.layer !== layer)) return;
+    const n = at === "final" ? rep.final : rep.layers[layer].preFeedforward;
+    const r = n.rinv[s.position];
+    const base = (b * T + s.position) * D;
+    for (let j = 0; j < D; j++) g[base + j] += s.vector[j] * n.g[j] * r;
+    any = true;
+  });
+  return any;
+}
+
+/**
+ * Gradients of every seed's target (one per batch row) with respect to the writes: `visit(l, g)` is
+ * called for l = layers-1 .. 0 with g [B, T, D] = d target / d resid_post_l (what a feature, error
+ * or bias written at mlp_out of layer l receives), then `visit(-1, g)` with the gradient at the
+ * embedding. `g` is only valid during the call.
+ */
+export function backward(
+  rep: LocalReplacement,
+  seeds: readonly Seed[],
+  visit: (layer: number, g: Float32Array) => void,
+): void {
+  const c = rep.model.config;
+  const B = seeds.length;
+  const T = rep.length;
+  const D = c.dModel;
+  const start = new Float32Array(B * T * D);
+  plantSeeds(rep, start, seeds, "final", c.layers - 1);
+  let g = makeF32(rep.backend, [B, T, D], start);
+  for (let l = c.layers - 1; l >= 0; l--) {
+    visit(l, g.data);
+    const mid = makeF32(rep.backend, [B, T, D], g.data.slice());
+    const sk = skipBackward(rep, l, g);
+    if (sk !== null) addInto(mid.data, sk.data);
+    plantSeeds(rep, mid.data, seeds, "mid", l);
+    const a = attentionBackward(rep, l, mid);
+    addInto(mid.data, a.data);
+    g = mid;
+  }
+  visit(-1, g.data);
+}
+
+/** An additive write: `vector` [d_model] added at mlp_out of `layer` (or the embedding, layer -1) at `position`. */
+export interface Write {
+  readonly layer: number;
+  readonly position: number;
+  readonly vector: Float32Array;
+}
+
+/** What `propagate` reads: the change of every resid_mid (for features) and of the final norm input. */
+export interface Propagated {
+  /** [layers][T * D]: the change of resid_mid of each layer. */
+  readonly mid: readonly Float32Array[];
+  /** [T * D]: the change of the final norm's input (resid_post of the last layer). */
+  readonly final: Float32Array;
+}
+
+/** The forward linear map: the change of every read of the frozen model when `writes` are added. */
+export function propagate(rep: LocalReplacement, writes: readonly Write[]): Propagated {
+  const c = rep.model.config;
+  const T = rep.length;
+  const D = c.dModel;
+  const at = (l: number) => {
+    const x = new Float32Array(T * D);
+    for (const w of writes)
+      if (w.layer === l) for (let j = 0; j < D; j++) x[w.position * D + j] += w.vector[j];
+    return x;
+  };
+  let r = at(-1);
+  const mid: Float32Array[] = [];
+  for (let l = 0; l < c.layers; l++) {
+    const x = makeF32(rep.backend, [1, T, D], r);
+    const m = attentionForward(rep, l, x).data;
+    addInto(m, r);
+    mid.push(m);
+    const post = m.slice();
+    const sk = skipForward(rep, l, makeF32(rep.backend, [1, T, D], m));
+    if (sk !== null) addInto(post, sk.data);
+    addInto(post, at(l));
+    r = post;
+  }
+  return { mid, final: r };
+}
+
+/** A target's value change from `propagate`'s output: seed . N(x) at its site and position. */
+export function readSeed(rep: LocalReplacement, p: Propagated, s: Seed): number {
+  const D = rep.model.config.dModel;
+  const x = s.at === "final" ? p.final : p.mid[s.layer];
+  const n = s.at === "final" ? rep.final : rep.layers[s.layer].preFeedforward;
+  const r = n.rinv[s.position];
+  let v = 0;
+  for (let j = 0; j < D; j++) v += s.vector[j] * n.g[j] * r * x[s.position * D + j];
+  return v;
+}
