@@ -142,7 +142,7 @@ function writeBlocks(rep: LocalReplacement, nFeatures: number): WriteBlock[][] {
       e.nodes.push(-1);
       e.rows.push(rep.transcoders.decoderBias(l));
       const rows = new Float32Array(e.rows.length * D);
-      e.rows.forEach((r, k) => rows.set(r, k * D));
+      for (const [k, r] of e.rows.entries()) rows.set(r, k * D);
       return { nodes: Int32Array.from(e.nodes), rows };
     }),
   );
