@@ -114,7 +114,7 @@ export class TranscoderSet {
     const missing = byLayer.flatMap((d, l) => (d === undefined ? [l] : []));
     if (missing.length > 0)
       throw new CircuitError(
-        `no transcoder for layer${missing.length > 1 ? "s" : ""} ${missing.join(", ")}: the replacement needs one per layer (0-${config.layers - 1})`,
+        `no transcoder${missing.length > 1 ? "s" : ""} for layer${missing.length > 1 ? "s" : ""} ${missing.join(", ")}: the replacement needs one per layer (0-${config.layers - 1})`,
       );
     const list = byLayer as Dictionary[];
     for (const d of list)

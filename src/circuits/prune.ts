@@ -1,0 +1,196 @@
+/**
+ * Pruning and scores of an attribution graph (Anthropic, "Circuit Tracing", 2025, "Graph pruning";
+ * circuit-tracer 0.5.0 graph.py: normalize_matrix, compute_influence, prune_graph,
+ * compute_graph_scores).
+ *
+ * - Normalised adjacency: |A| with each target row divided by its sum.
+ * - Influence of a node on the logits: w (N + N^2 + ...), w the logit probabilities.
+ * - Nodes: features and error nodes are kept, most influential first, until their cumulative
+ *   influence reaches `nodeThreshold` of the total; tokens and logits are always kept.
+ * - Edges: on the node-pruned normalised graph, an edge's score is its normalised weight times the
+ *   influence of its target (plus the target's logit weight); edges are kept, highest first, until
+ *   their cumulative score reaches `edgeThreshold` of the total.
+ * - Nodes left with no path to a logit, or no incoming edge (other than tokens), are dropped, until
+ *   nothing changes.
+ * - Replacement score: the share of the logits' influence that reaches tokens rather than error
+ *   nodes. Completeness score: the share of every node's normalised input that does not come from
+ *   error nodes, weighted by the node's influence (logits by their weight).
+ */
+import { type Attribution, influence, nodeIndex } from "./attribute.js";
+
+export interface PruneOptions {
+  /** Cumulative node influence kept (default 0.8). */
+  readonly nodeThreshold?: number;
+  /** Cumulative edge score kept (default 0.98). */
+  readonly edgeThreshold?: number;
+}
+
+export interface PrunedGraph {
+  /** Kept nodes (indices into the attribution's node order), ascending. */
+  readonly nodes: Int32Array;
+  /** Kept edges: source, target (node indices) and raw weight A[s -> t]. */
+  readonly edges: { readonly source: Int32Array; readonly target: Int32Array; readonly weight: Float32Array };
+  /** Influence of every node of the unpruned graph on the logits. */
+  readonly influence: Float64Array;
+  readonly nodeThreshold: number;
+  readonly edgeThreshold: number;
+}
+
+export interface GraphScores {
+  readonly replacement: number;
+  readonly completeness: number;
+}
+
+/** Logit weights as a node vector: the probabilities on the logit nodes, 0 elsewhere. */
+export function logitWeights(a: Attribution): Float32Array {
+  const w = new Float32Array(a.nNodes);
+  a.logits.forEach((l, k) => {
+    w[nodeIndex.logit(a, k)] = l.probability;
+  });
+  return w;
+}
+
+/** The smallest score kept when scores are kept highest first up to `fraction` of their sum. */
+function cumulativeCut(scores: ArrayLike<number>, fraction: number): number {
+  const s = Array.from(scores).filter((v) => v > 0);
+  if (s.length === 0) return Number.POSITIVE_INFINITY;
+  s.sort((a, b) => b - a);
+  const total = s.reduce((x, y) => x + y, 0);
+  let cum = 0;
+  for (const v of s) {
+    cum += v;
+    if (cum >= fraction * total) return v;
+  }
+  return s[s.length - 1];
+}
+
+function rowNormalised(a: Attribution, keep: Uint8Array | null): Float32Array {
+  const n = a.nNodes;
+  const out = new Float32Array(n * n);
+  for (let t = 0; t < n; t++) {
+    if (keep !== null && !keep[t]) continue;
+    let s = 0;
+    for (let j = 0; j < n; j++) if (keep === null || keep[j]) s += Math.abs(a.adjacency[t * n + j]);
+    if (s === 0) continue;
+    for (let j = 0; j < n; j++)
+      if (keep === null || keep[j]) out[t * n + j] = Math.abs(a.adjacency[t * n + j]) / s;
+  }
+  return out;
+}
+
+export function prune(a: Attribution, options: PruneOptions = {}): PrunedGraph {
+  const nodeThreshold = options.nodeThreshold ?? 0.8;
+  const edgeThreshold = options.edgeThreshold ?? 0.98;
+  for (const [name, v] of [
+    ["nodeThreshold", nodeThreshold],
+    ["edgeThreshold", edgeThreshold],
+  ] as const)
+    if (!(v > 0 && v <= 1)) throw new RangeError(`${name} must be in (0, 1], got ${v}`);
+  const n = a.nNodes;
+  const w = logitWeights(a);
+  const inf = influence(a.adjacency, n, w);
+  const firstToken = nodeIndex.token(a, 0);
+  const isTokenOrLogit = (i: number) => i >= firstToken;
+
+  // Nodes.
+  const cut = cumulativeCut(
+    Array.from({ length: firstToken }, (_, i) => inf[i]),
+    nodeThreshold,
+  );
+  const keep = new Uint8Array(n);
+  for (let i = 0; i < n; i++) keep[i] = isTokenOrLogit(i) || inf[i] >= cut ? 1 : 0;
+
+  // Edges, on the node-pruned graph.
+  const norm = rowNormalised(a, keep);
+  const infPruned = influence(norm, n, w);
+  const score = new Float32Array(n * n);
+  for (let t = 0; t < n; t++) {
+    if (!keep[t]) continue;
+    const k = infPruned[t] + w[t];
+    if (k === 0) continue;
+    for (let s = 0; s < n; s++) score[t * n + s] = norm[t * n + s] * k;
+  }
+  const edgeCut = cumulativeCut(score, edgeThreshold);
+  const edge = new Uint8Array(n * n);
+  for (let i = 0; i < n * n; i++) edge[i] = score[i] > 0 && score[i] >= edgeCut ? 1 : 0;
+
+  // Orphans: drop nodes with no kept edge out (to a kept node) unless a logit, and no kept edge
+  // in unless a token; repeat until stable.
+  for (;;) {
+    let changed = false;
+    const out = new Uint8Array(n);
+    const inn = new Uint8Array(n);
+    for (let t = 0; t < n; t++) {
+      if (!keep[t]) continue;
+      for (let s = 0; s < n; s++) {
+        if (edge[t * n + s] && keep[s]) {
+          out[s] = 1;
+          inn[t] = 1;
+        }
+      }
+    }
+    for (let i = 0; i < n; i++) {
+      if (!keep[i]) continue;
+      const logit = i >= nodeIndex.logit(a, 0);
+      const token = i >= firstToken && !logit;
+      if ((!logit && !out[i]) || (!token && !logit && !inn[i])) {
+        keep[i] = 0;
+        changed = true;
+      }
+    }
+    if (!changed) break;
+  }
+  const nodes: number[] = [];
+  for (let i = 0; i < n; i++) if (keep[i]) nodes.push(i);
+  const src: number[] = [];
+  const tgt: number[] = [];
+  const wt: number[] = [];
+  for (const t of nodes)
+    for (const s of nodes)
+      if (edge[t * n + s]) {
+        src.push(s);
+        tgt.push(t);
+        wt.push(a.adjacency[t * n + s]);
+      }
+  return {
+    nodes: Int32Array.from(nodes),
+    edges: { source: Int32Array.from(src), target: Int32Array.from(tgt), weight: Float32Array.from(wt) },
+    influence: inf,
+    nodeThreshold,
+    edgeThreshold,
+  };
+}
+
+export function graphScores(a: Attribution): GraphScores {
+  const n = a.nNodes;
+  const w = logitWeights(a);
+  const norm = rowNormalised(a, null);
+  const inf = influence(norm, n, w);
+  const e0 = nodeIndex.error(a, 0, 0);
+  const t0 = nodeIndex.token(a, 0);
+  const l0 = nodeIndex.logit(a, 0);
+  let tokens = 0;
+  let errors = 0;
+  for (let i = e0; i < t0; i++) errors += inf[i];
+  for (let i = t0; i < l0; i++) tokens += inf[i];
+  let num = 0;
+  let den = 0;
+  for (let t = 0; t < n; t++) {
+    const k = inf[t] + w[t];
+    if (k === 0) continue;
+    let fromErrors = 0;
+    let total = 0;
+    for (let s = 0; s < n; s++) {
+      const v = norm[t * n + s];
+      total += v;
+      if (s >= e0 && s < t0) fromErrors += v;
+    }
+    if (total === 0) continue;
+    num += (1 - fromErrors) * k;
+    den += k;
+  }
+  return {
+    replacement: tokens + errors > 0 ? tokens / (tokens + errors) : 0,
+    completeness: den > 0 ? num / den : 0,
+  };
+}
