@@ -45,15 +45,27 @@ export interface Attribution {
   readonly nTokens: number;
   readonly nLogits: number;
   readonly nNodes: number;
-  /** adjacency[t * nNodes + s] = A[s -> t], row-major [nNodes, nNodes] (float32). */
-  readonly adjacency: Float32Array;
   /**
-   * Per target row: the part of its value that comes from no node: b_dec writes carried through the
-   * frozen model, plus b_enc for a feature. value = sum of the row + bias.
+   * The computed rows: rows[r * nNodes + s] = A[s -> rowNodes[r]] (float32). Rows exist for the
+   * logits and the visited features only; every other node's row is zero.
+   */
+  readonly rows: Float32Array;
+  readonly rowNodes: Int32Array;
+  /** The row of a node, or -1. */
+  readonly rowOf: Int32Array;
+  /**
+   * Per node: the part of its value that comes from no node: b_dec writes carried through the
+   * frozen model, plus b_enc for a feature. value = sum of its row + bias (computed rows only).
    */
   readonly bias: Float32Array;
   /** Feature nodes whose rows were computed, in visiting order. */
   readonly visited: Int32Array;
+}
+
+/** A[s -> t] (0 where t's row was not computed). */
+export function edge(a: Attribution, s: number, t: number): number {
+  const r = a.rowOf[t];
+  return r < 0 ? 0 : a.rows[r * a.nNodes + s];
 }
 
 /** Node index helpers. */
@@ -148,19 +160,24 @@ function writeBlocks(rep: LocalReplacement, nFeatures: number): WriteBlock[][] {
   );
 }
 
-/** Row-normalised |A| times the targets' weights, propagated to every source: w (A + A^2 + ...). */
+/**
+ * Influence on the targets weighted by `weights` (per node), through row-normalised |A|:
+ * w (N + N^2 + ...), N[t, s] = |A[s -> t]| / sum_s' |A[s' -> t]|. `rows` holds the rows of
+ * `rowNodes` (row-major, n columns); other nodes have no inputs.
+ */
 export function influence(
-  adjacency: Float32Array,
+  rows: Float32Array,
+  rowNodes: ArrayLike<number>,
   n: number,
-  weights: Float32Array,
-  rows: readonly number[] | null = null,
+  weights: ArrayLike<number>,
 ): Float64Array {
-  const list = rows ?? Array.from({ length: n }, (_, i) => i);
-  const rowSum = new Float64Array(n);
-  for (const t of list) {
+  const R = rowNodes.length;
+  const rowSum = new Float64Array(R);
+  for (let r = 0; r < R; r++) {
     let s = 0;
-    for (let j = 0; j < n; j++) s += Math.abs(adjacency[t * n + j]);
-    rowSum[t] = s;
+    const base = r * n;
+    for (let j = 0; j < n; j++) s += Math.abs(rows[base + j]);
+    rowSum[r] = s;
   }
   const total = new Float64Array(n);
   let x = Float64Array.from(weights);
@@ -169,13 +186,13 @@ export function influence(
   for (let step = 0; step < n; step++) {
     const next = new Float64Array(n);
     let any = false;
-    for (const t of list) {
-      const xt = x[t];
-      if (xt === 0 || rowSum[t] === 0) continue;
-      const k = xt / rowSum[t];
-      const base = t * n;
+    for (let r = 0; r < R; r++) {
+      const xt = x[rowNodes[r]];
+      if (xt === 0 || rowSum[r] === 0) continue;
+      const k = xt / rowSum[r];
+      const base = r * n;
       for (let j = 0; j < n; j++) {
-        const a = adjacency[base + j];
+        const a = rows[base + j];
         if (a !== 0) {
           next[j] += k * Math.abs(a);
           any = true;
@@ -207,7 +224,11 @@ export function attribute(rep: LocalReplacement, options: AttributionOptions = {
   const nTokens = T;
   const nLogits = logits.length;
   const n = nFeatures + nErrors + nTokens + nLogits;
-  const adjacency = new Float32Array(n * n);
+  const budget = Math.min(maxFeatureNodes, nFeatures);
+  const rows = new Float32Array((nLogits + budget) * n);
+  const rowNodes = new Int32Array(nLogits + budget);
+  const rowOf = new Int32Array(n).fill(-1);
+  let nRows = 0;
   const bias = new Float32Array(n);
   const blocks = writeBlocks(rep, nFeatures);
   const layout = { nFeatures, nErrors, nTokens, replacement: rep };
@@ -215,16 +236,21 @@ export function attribute(rep: LocalReplacement, options: AttributionOptions = {
   /** Runs one batch of targets (node indices with their seeds) and fills their rows. */
   const run = (targets: readonly number[], seeds: readonly Seed[]) => {
     const B = targets.length;
+    const rowBase = targets.map((t) => {
+      rowNodes[nRows] = t;
+      rowOf[t] = nRows;
+      return nRows++ * n;
+    });
     const gp = new Float32Array(B * D);
     backward(rep, seeds, (l, g) => {
       if (l === -1) {
         for (let b = 0; b < B; b++) {
-          const row = targets[b] * n;
+          const row = rowBase[b];
           for (let p = 0; p < T; p++) {
             let s = 0;
             const gb = (b * T + p) * D;
             for (let j = 0; j < D; j++) s += rep.embedding[p * D + j] * g[gb + j];
-            adjacency[row + nodeIndex.token(layout, p)] += s;
+            rows[row + nodeIndex.token(layout, p)] += s;
           }
         }
         return;
@@ -235,7 +261,7 @@ export function attribute(rep: LocalReplacement, options: AttributionOptions = {
         for (let b = 0; b < B; b++) gp.set(g.subarray((b * T + p) * D, (b * T + p + 1) * D), b * D);
         // [B, D] . [m, D]^T, by hand: m is small per (layer, position).
         for (let b = 0; b < B; b++) {
-          const row = targets[b] * n;
+          const row = rowBase[b];
           const gb = b * D;
           for (let k = 0; k < m; k++) {
             let s = 0;
@@ -243,7 +269,7 @@ export function attribute(rep: LocalReplacement, options: AttributionOptions = {
             for (let j = 0; j < D; j++) s += blk.rows[rk + j] * gp[gb + j];
             const node = blk.nodes[k];
             if (node < 0) bias[targets[b]] += s;
-            else adjacency[row + node] += s;
+            else rows[row + node] += s;
           }
         }
       }
@@ -270,16 +296,25 @@ export function attribute(rep: LocalReplacement, options: AttributionOptions = {
   });
   const done = new Uint8Array(nFeatures);
   const visited: number[] = [];
-  const rowsSoFar: number[] = logits.map((_, k) => nodeIndex.logit(layout, k));
-  const budget = Math.min(maxFeatureNodes, nFeatures);
   const f = rep.features;
+  // The ranking is recomputed from the rows so far whenever the visited set has grown by a
+  // quarter since the last ranking (and at least one batch): later rows refine it less and less.
+  let order: number[] = [];
+  let rankedAt = -1;
   while (visited.length < budget) {
-    const inf = influence(adjacency, n, weights, rowsSoFar);
-    const order: number[] = [];
-    for (let i = 0; i < nFeatures; i++) if (!done[i] && inf[i] > 0) order.push(i);
-    if (order.length === 0) break;
-    order.sort((a, b) => inf[b] - inf[a] || a - b);
-    const batch = order.slice(0, Math.min(batchSize, budget - visited.length));
+    if (
+      rankedAt < 0 ||
+      visited.length - rankedAt >= Math.max(batchSize, rankedAt / 4) ||
+      order.length === 0
+    ) {
+      const inf = influence(rows.subarray(0, nRows * n), rowNodes.subarray(0, nRows), n, weights);
+      order = [];
+      for (let i = 0; i < nFeatures; i++) if (!done[i] && inf[i] > 0) order.push(i);
+      order.sort((a, b) => inf[b] - inf[a] || a - b);
+      rankedAt = visited.length;
+      if (order.length === 0) break;
+    }
+    const batch = order.splice(0, Math.min(batchSize, budget - visited.length));
     const seeds: Seed[] = batch.map((i) => ({
       at: "mid",
       layer: f.layer[i],
@@ -290,7 +325,6 @@ export function attribute(rep: LocalReplacement, options: AttributionOptions = {
     for (const i of batch) {
       done[i] = 1;
       visited.push(i);
-      rowsSoFar.push(i);
       bias[i] += rep.transcoders.encoderBias(f.layer[i], f.feature[i]);
     }
     options.onProgress?.(visited.length, budget);
@@ -304,7 +338,9 @@ export function attribute(rep: LocalReplacement, options: AttributionOptions = {
     nTokens,
     nLogits,
     nNodes: n,
-    adjacency,
+    rows: rows.subarray(0, nRows * n),
+    rowNodes: rowNodes.subarray(0, nRows),
+    rowOf,
     bias,
     visited: Int32Array.from(visited),
   };

@@ -16,7 +16,8 @@
  *   nodes. Completeness score: the share of every node's normalised input that does not come from
  *   error nodes, weighted by the node's influence (logits by their weight).
  */
-import { type Attribution, influence, nodeIndex } from "./attribute.js";
+import { influence } from "./attribute.js";
+import type { Graph } from "./graph.js";
 
 export interface PruneOptions {
   /** Cumulative node influence kept (default 0.8). */
@@ -26,7 +27,7 @@ export interface PruneOptions {
 }
 
 export interface PrunedGraph {
-  /** Kept nodes (indices into the attribution's node order), ascending. */
+  /** Kept nodes (indices into the graph's nodes), ascending. */
   readonly nodes: Int32Array;
   /** Kept edges: source, target (node indices) and raw weight A[s -> t]. */
   readonly edges: { readonly source: Int32Array; readonly target: Int32Array; readonly weight: Float32Array };
@@ -42,12 +43,17 @@ export interface GraphScores {
 }
 
 /** Logit weights as a node vector: the probabilities on the logit nodes, 0 elsewhere. */
-export function logitWeights(a: Attribution): Float32Array {
-  const w = new Float32Array(a.nNodes);
-  a.logits.forEach((l, k) => {
-    w[nodeIndex.logit(a, k)] = l.probability;
+export function logitWeights(g: Graph): Float32Array {
+  const w = new Float32Array(g.nodes.length);
+  g.nodes.forEach((node, i) => {
+    if (node.kind === "logit") w[i] = node.probability;
   });
   return w;
+}
+
+/** Every node as a row of the square matrix (rows without inputs are skipped by `influence`). */
+function allRows(n: number): Int32Array {
+  return Int32Array.from({ length: n }, (_, i) => i);
 }
 
 /** The smallest score kept when scores are kept highest first up to `fraction` of their sum. */
@@ -64,21 +70,21 @@ function cumulativeCut(scores: ArrayLike<number>, fraction: number): number {
   return s[s.length - 1];
 }
 
-function rowNormalised(a: Attribution, keep: Uint8Array | null): Float32Array {
-  const n = a.nNodes;
+function rowNormalised(g: Graph, keep: Uint8Array | null): Float32Array {
+  const n = g.nodes.length;
+  const A = g.adjacency;
   const out = new Float32Array(n * n);
   for (let t = 0; t < n; t++) {
     if (keep !== null && !keep[t]) continue;
     let s = 0;
-    for (let j = 0; j < n; j++) if (keep === null || keep[j]) s += Math.abs(a.adjacency[t * n + j]);
+    for (let j = 0; j < n; j++) if (keep === null || keep[j]) s += Math.abs(A[t * n + j]);
     if (s === 0) continue;
-    for (let j = 0; j < n; j++)
-      if (keep === null || keep[j]) out[t * n + j] = Math.abs(a.adjacency[t * n + j]) / s;
+    for (let j = 0; j < n; j++) if (keep === null || keep[j]) out[t * n + j] = Math.abs(A[t * n + j]) / s;
   }
   return out;
 }
 
-export function prune(a: Attribution, options: PruneOptions = {}): PrunedGraph {
+export function prune(g: Graph, options: PruneOptions = {}): PrunedGraph {
   const nodeThreshold = options.nodeThreshold ?? 0.8;
   const edgeThreshold = options.edgeThreshold ?? 0.98;
   for (const [name, v] of [
@@ -86,10 +92,11 @@ export function prune(a: Attribution, options: PruneOptions = {}): PrunedGraph {
     ["edgeThreshold", edgeThreshold],
   ] as const)
     if (!(v > 0 && v <= 1)) throw new RangeError(`${name} must be in (0, 1], got ${v}`);
-  const n = a.nNodes;
-  const w = logitWeights(a);
-  const inf = influence(a.adjacency, n, w);
-  const firstToken = nodeIndex.token(a, 0);
+  const n = g.nodes.length;
+  const w = logitWeights(g);
+  const rowsAll = allRows(n);
+  const inf = influence(g.adjacency, rowsAll, n, w);
+  const firstToken = g.firstToken;
   const isTokenOrLogit = (i: number) => i >= firstToken;
 
   // Nodes.
@@ -101,8 +108,8 @@ export function prune(a: Attribution, options: PruneOptions = {}): PrunedGraph {
   for (let i = 0; i < n; i++) keep[i] = isTokenOrLogit(i) || inf[i] >= cut ? 1 : 0;
 
   // Edges, on the node-pruned graph.
-  const norm = rowNormalised(a, keep);
-  const infPruned = influence(norm, n, w);
+  const norm = rowNormalised(g, keep);
+  const infPruned = influence(norm, rowsAll, n, w);
   const score = new Float32Array(n * n);
   for (let t = 0; t < n; t++) {
     if (!keep[t]) continue;
@@ -131,7 +138,7 @@ export function prune(a: Attribution, options: PruneOptions = {}): PrunedGraph {
     }
     for (let i = 0; i < n; i++) {
       if (!keep[i]) continue;
-      const logit = i >= nodeIndex.logit(a, 0);
+      const logit = i >= g.firstLogit;
       const token = i >= firstToken && !logit;
       if ((!logit && !out[i]) || (!token && !logit && !inn[i])) {
         keep[i] = 0;
@@ -150,7 +157,7 @@ export function prune(a: Attribution, options: PruneOptions = {}): PrunedGraph {
       if (edge[t * n + s]) {
         src.push(s);
         tgt.push(t);
-        wt.push(a.adjacency[t * n + s]);
+        wt.push(g.adjacency[t * n + s]);
       }
   return {
     nodes: Int32Array.from(nodes),
@@ -161,14 +168,14 @@ export function prune(a: Attribution, options: PruneOptions = {}): PrunedGraph {
   };
 }
 
-export function graphScores(a: Attribution): GraphScores {
-  const n = a.nNodes;
-  const w = logitWeights(a);
-  const norm = rowNormalised(a, null);
-  const inf = influence(norm, n, w);
-  const e0 = nodeIndex.error(a, 0, 0);
-  const t0 = nodeIndex.token(a, 0);
-  const l0 = nodeIndex.logit(a, 0);
+export function graphScores(g: Graph): GraphScores {
+  const n = g.nodes.length;
+  const w = logitWeights(g);
+  const norm = rowNormalised(g, null);
+  const inf = influence(norm, allRows(n), n, w);
+  const e0 = g.firstError;
+  const t0 = g.firstToken;
+  const l0 = g.firstLogit;
   let tokens = 0;
   let errors = 0;
   for (let i = e0; i < t0; i++) errors += inf[i];

@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { availableBackends } from "../../src/backends/index.js";
-import { type Attribution, attribute, nodeIndex } from "../../src/circuits/attribute.js";
+import { type Attribution, attribute, edge, nodeIndex } from "../../src/circuits/attribute.js";
 import { propagate, readSeed, type Seed, type Write } from "../../src/circuits/linear.js";
 import { LocalReplacement } from "../../src/circuits/replacement.js";
 import { TranscoderSet } from "../../src/circuits/transcoders.js";
@@ -75,7 +75,7 @@ function writesOf(a: Attribution, s: number): Write[] {
 
 function rowSum(a: Attribution, row: number): number {
   let s = a.bias[row];
-  for (let j = 0; j < a.nNodes; j++) s += a.adjacency[row * a.nNodes + j];
+  for (let j = 0; j < a.nNodes; j++) s += edge(a, j, row);
   return s;
 }
 
@@ -104,11 +104,11 @@ function checkEdges(a: Attribution, sources: readonly number[], what: string): v
   for (const s of sources) {
     const p = propagate(rep, writesOf(a, s));
     rows.forEach((t, i) => {
-      const want = a.adjacency[t * a.nNodes + s];
+      const want = edge(a, s, t);
       const got = readSeed(rep, p, seeds[i]);
       // Relative to the row's scale: tiny edges are sums of cancelling terms.
       let scale = 0;
-      for (let j = 0; j < a.nNodes; j++) scale = Math.max(scale, Math.abs(a.adjacency[t * a.nNodes + j]));
+      for (let j = 0; j < a.nNodes; j++) scale = Math.max(scale, Math.abs(edge(a, j, t)));
       assert.ok(
         Math.abs(got - want) <= 1e-4 * scale + 1e-6,
         `${what}: edge ${s} -> ${t}: perturbation ${got}, edge ${want} (row scale ${scale})`,
