@@ -12,7 +12,7 @@ import { narrow } from "../core/ops/shape.js";
 import type { Tensor } from "../core/tensor.js";
 import type { FeatureActs } from "../dictionaries/feature-acts.js";
 import { dictionarySites } from "../dictionaries/sites.js";
-import type { Dictionary, LayerwiseDictionary } from "../dictionaries/types.js";
+import type { Dictionary, DictionarySpec, LayerwiseDictionary } from "../dictionaries/types.js";
 import { isLayerwise } from "../dictionaries/types.js";
 import type { Gemma3Config } from "../model/gemma3/config.js";
 
@@ -121,6 +121,11 @@ export class TranscoderSet {
       if (d.spec.dIn !== list[0].spec.dIn || d.spec.dOut !== list[0].spec.dOut)
         throw new CircuitError("transcoders of different widths in one set", d.spec.source);
     return new TranscoderSet("transcoders", list, config);
+  }
+
+  /** The spec of the dictionary replacing layer l (the CLT's for every layer). */
+  spec(l: number): DictionarySpec {
+    return (this.kind === "clt" ? this.dicts[0] : this.dicts[l]).spec;
   }
 
   /** Feature activations of (source) layer l from its mlp_in [T, d_in]. */

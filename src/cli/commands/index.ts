@@ -7,6 +7,7 @@ import { registerDict } from "./dict.js";
 import { registerEval } from "./eval.js";
 import { registerFeatures } from "./features.js";
 import { registerGenerate } from "./generate.js";
+import { registerGraph } from "./graph.js";
 import { registerHarvest } from "./harvest.js";
 import { registerLogits } from "./logits.js";
 import { registerSafetensors } from "./safetensors.js";
@@ -21,6 +22,7 @@ export function registerCommands(program: Command): void {
   registerSafetensors(program);
   registerGenerate(program);
   registerSteer(program);
+  registerGraph(program);
   registerLogits(program);
   registerActivations(program);
   registerSites(program);

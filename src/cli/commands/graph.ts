@@ -1,0 +1,452 @@
+/**
+ * `glassbox graph --model M (--transcoders DIR... | --clt DIR) [--stats run.sqlite] --out g.json
+ * [--max-feature-nodes N] [--node-threshold x] [--edge-threshold y] [--max-logits K]
+ * [--logit-probability p] [--batch B] [--bos-features] [--paths K] [--json] PROMPT`: traces an
+ * attribution graph (src/circuits) and writes it as Neuronpedia graph JSON; prints the graph's size,
+ * scores and the strongest paths to the top logit.
+ *
+ * `glassbox graph intervene g.json (--set L:P:I=V | --set L:P:I*S | --ablate-error L:P)...
+ * [--mode frozen|live] [--top K] [--max-tokens N] [--json]`: rebuilds the graph's replacement model
+ * and shows the top logits before and after the edits, and with `--max-tokens` a greedy generation
+ * (live mode).
+ *
+ * `--transcoders` takes dictionary folders, or folders of them (each subfolder a dictionary); the
+ * set must hold exactly one transcoder per layer.
+ */
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
+import { SingleBar } from "cli-progress";
+import type { Command } from "commander";
+import { defaultBackend } from "../../backends/index.js";
+import {
+  type GlassboxGraphInfo,
+  GRAPH_FORMAT,
+  GRAPH_FORMAT_VERSION,
+  readGraphFile,
+  writeGraphFile,
+} from "../../circuits/graph-file.js";
+import { frozenLogits, type GraphEdit, liveInterventions } from "../../circuits/intervene.js";
+import { featureLabeller } from "../../circuits/labels.js";
+import { neuronpediaGraph } from "../../circuits/neuronpedia-graph.js";
+import { LocalReplacement } from "../../circuits/replacement.js";
+import { type TraceResult, traceGraph } from "../../circuits/trace.js";
+import { TranscoderSet } from "../../circuits/transcoders.js";
+import { CircuitError, UsageError } from "../../core/errors.js";
+import { loadDictionary } from "../../dictionaries/load.js";
+import type { Dictionary } from "../../dictionaries/types.js";
+import { FeatureDatabase } from "../../features/db.js";
+import { Tokenizer } from "../../io/tokenizer.js";
+import { generate } from "../../model/gemma3/generate.js";
+import { type Gemma3Model, loadGemma3 } from "../../model/gemma3/model.js";
+import {
+  addModelOptions,
+  type InputFlags,
+  intFlag,
+  jsonLine,
+  numberFlag,
+  prepareInput,
+  tokenString,
+} from "../model-input.js";
+
+interface GraphFlags extends InputFlags {
+  transcoders?: string[];
+  clt?: string;
+  stats?: string;
+  out: string;
+  maxFeatureNodes: string;
+  nodeThreshold: string;
+  edgeThreshold: string;
+  maxLogits: string;
+  logitProbability: string;
+  batch: string;
+  bosFeatures?: boolean;
+  paths: string;
+  slug?: string;
+  scan?: string;
+}
+
+const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
+
+function isDictionaryFolder(dir: string): boolean {
+  return existsSync(join(dir, "config.json")) || readdirSync(dir).some((f) => f.endsWith(".safetensors"));
+}
+
+/** Dictionary folders from `--transcoders` arguments: a dictionary folder, or a folder of them. */
+export function expandTranscoderFolders(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const a of args) {
+    if (!existsSync(a) || !statSync(a).isDirectory())
+      throw new UsageError(`${a}: no such folder`, "--transcoders");
+    if (isDictionaryFolder(a)) {
+      out.push(a);
+      continue;
+    }
+    const subs = readdirSync(a)
+      .map((s) => join(a, s))
+      .filter((s) => statSync(s).isDirectory() && isDictionaryFolder(s))
+      .sort();
+    if (subs.length === 0)
+      throw new UsageError(`${a}: neither a dictionary folder nor a folder of them`, "--transcoders");
+    out.push(...subs);
+  }
+  return out;
+}
+
+interface LoadedSet {
+  readonly set: TranscoderSet;
+  readonly kind: "transcoders" | "clt";
+  /** Dictionary folder per layer (one for a CLT). */
+  readonly paths: string[];
+}
+
+function loadSet(flags: { transcoders?: string[]; clt?: string }, model: Gemma3Model): LoadedSet {
+  const backend = model.backend;
+  if ((flags.transcoders === undefined) === (flags.clt === undefined))
+    throw new UsageError("give either --transcoders DIR... or --clt DIR");
+  if (flags.clt !== undefined) {
+    const d = loadDictionary(flags.clt, backend);
+    try {
+      return { set: TranscoderSet.from([d], model.config), kind: "clt", paths: [flags.clt] };
+    } catch (e) {
+      if (e instanceof CircuitError) throw new UsageError(e.message, "--clt");
+      throw e;
+    }
+  }
+  const folders = expandTranscoderFolders(flags.transcoders ?? []);
+  const dicts = folders.map((f) => loadDictionary(f, backend));
+  // Several candidates for one layer: say which, so the user can name them.
+  const byLayer = new Map<string, string[]>();
+  dicts.forEach((d, i) => {
+    const key = d.spec.hookIn ?? "?";
+    byLayer.set(key, [...(byLayer.get(key) ?? []), folders[i]]);
+  });
+  for (const list of byLayer.values())
+    if (list.length > 1)
+      throw new UsageError(
+        `${list.length} dictionaries read the same site (${list.join(", ")}): name one folder per layer`,
+        "--transcoders",
+      );
+  let set: TranscoderSet;
+  try {
+    set = TranscoderSet.from(dicts, model.config);
+  } catch (e) {
+    if (e instanceof CircuitError) throw new UsageError(e.message, "--transcoders");
+    throw e;
+  }
+  const paths = new Array<string>(model.config.layers);
+  dicts.forEach((d: Dictionary, i) => {
+    const layer = Number(/layers\.(\d+)\./.exec(d.spec.hookIn ?? "")?.[1] ?? -1);
+    if (layer >= 0) paths[layer] = folders[i];
+  });
+  return { set, kind: "transcoders", paths };
+}
+
+function tokenText(tok: Tokenizer | null, id: number): string {
+  return tokenString(tok, id) ?? String(id);
+}
+
+function nodeLabel(r: TraceResult, i: number, tok: Tokenizer | null): string {
+  const n = r.graph.nodes[i];
+  switch (n.kind) {
+    case "feature":
+      return `L${n.layer}#${n.feature}@${n.position}`;
+    case "error":
+      return `err L${n.layer}@${n.position}`;
+    case "token":
+      return `${JSON.stringify(tokenText(tok, n.token))}@${n.position}`;
+    case "logit":
+      return `logit ${JSON.stringify(tokenText(tok, n.token))}`;
+  }
+}
+
+export interface GraphSummary {
+  readonly out: string;
+  readonly prompt_tokens: string[];
+  readonly active_features: number;
+  readonly visited_features: number;
+  readonly nodes: number;
+  readonly kept_nodes: number;
+  readonly kept_edges: number;
+  readonly logits: { token: number; text: string; probability: number }[];
+  readonly scores: { replacement: number; completeness: number };
+  readonly paths: { nodes: string[]; strength: number }[];
+  readonly seconds: TraceResult["seconds"];
+}
+
+export function runGraph(flags: GraphFlags, prompt: string | undefined): GraphSummary {
+  const input = prepareInput(flags, prompt);
+  const maxFeatureNodes = intFlag(flags.maxFeatureNodes, "--max-feature-nodes", 0);
+  const nodeThreshold = numberFlag(flags.nodeThreshold, "--node-threshold", 1e-9, 1);
+  const edgeThreshold = numberFlag(flags.edgeThreshold, "--edge-threshold", 1e-9, 1);
+  const maxLogits = intFlag(flags.maxLogits, "--max-logits", 1);
+  const logitProbability = numberFlag(flags.logitProbability, "--logit-probability", 1e-9, 1);
+  const batchSize = intFlag(flags.batch, "--batch", 1);
+  const paths = intFlag(flags.paths, "--paths", 0);
+  const model = loadGemma3(input.dir, defaultBackend());
+  const loaded = loadSet(flags, model);
+  const tok = input.tokenizer;
+  const bar =
+    process.stderr.isTTY && !flags.json
+      ? new SingleBar({
+          format: "attribution [{bar}] {percentage}% | {value}/{total} feature rows",
+          stream: process.stderr,
+          hideCursor: true,
+        })
+      : null;
+  let started = false;
+  let r: TraceResult;
+  try {
+    r = traceGraph(model, loaded.set, input.ids, {
+      maxFeatureNodes,
+      nodeThreshold,
+      edgeThreshold,
+      maxLogits,
+      logitProbability,
+      batchSize,
+      bosFeatures: flags.bosFeatures === true,
+      paths,
+      onProgress: (done, total) => {
+        if (bar === null) return;
+        if (!started) {
+          bar.start(total, 0);
+          started = true;
+        }
+        bar.update(done);
+      },
+    });
+  } finally {
+    if (started) bar?.stop();
+  }
+  let labeller: ((layer: number, feature: number) => string) | null = null;
+  let db: FeatureDatabase | null = null;
+  if (flags.stats !== undefined) {
+    db = FeatureDatabase.open(flags.stats, { readonly: true });
+    db.requireComplete();
+    labeller = featureLabeller(db, loaded.set, loaded.paths);
+  }
+  try {
+    const promptTokens = input.ids.map((id) => tokenText(tok, id));
+    const np = neuronpediaGraph(r.graph, r.pruned, {
+      slug: flags.slug ?? "glassbox-graph",
+      scan: flags.scan ?? basename(resolve(input.dir)),
+      prompt: input.text ?? promptTokens.join(""),
+      promptTokens,
+      tokenText: (id) => tokenText(tok, id),
+      generation: { maxLogits, logitProbability, batchSize, maxFeatureNodes },
+      ...(labeller === null ? {} : { featureLabel: (n) => labeller(n.layer, n.feature) }),
+    });
+    const info: GlassboxGraphInfo = {
+      format: GRAPH_FORMAT,
+      format_version: GRAPH_FORMAT_VERSION,
+      model: resolve(input.dir),
+      kind: loaded.kind,
+      dictionaries: loaded.paths.map((p) => resolve(p)),
+      prompt_ids: input.ids,
+      bos_features: flags.bosFeatures === true,
+      scores: r.scores,
+    };
+    writeGraphFile(flags.out, { ...np, metadata: { ...np.metadata, glassbox: info } });
+  } finally {
+    db?.close();
+  }
+  return {
+    out: flags.out,
+    prompt_tokens: input.ids.map((id) => tokenText(tok, id)),
+    active_features: r.replacement.features.count,
+    visited_features: r.attribution.visited.length,
+    nodes: r.graph.nodes.length,
+    kept_nodes: r.pruned.nodes.length,
+    kept_edges: r.pruned.edges.source.length,
+    logits: r.attribution.logits.map((l) => ({
+      token: l.token,
+      text: tokenText(tok, l.token),
+      probability: l.probability,
+    })),
+    scores: r.scores,
+    paths: r.paths.map((p) => ({ nodes: p.nodes.map((i) => nodeLabel(r, i, tok)), strength: p.strength })),
+    seconds: r.seconds,
+  };
+}
+
+function graphText(s: GraphSummary): string {
+  const lines = [
+    `graph      ${s.out}`,
+    `prompt     ${s.prompt_tokens.map((t) => JSON.stringify(t)).join(" ")}`,
+    `features   ${s.active_features} active, ${s.visited_features} attributed; ${s.nodes} nodes, ${s.kept_nodes} kept with ${s.kept_edges} edges`,
+    `scores     replacement ${s.scores.replacement.toFixed(3)}, completeness ${s.scores.completeness.toFixed(3)}`,
+    `logits     ${s.logits.map((l) => `${JSON.stringify(l.text)} ${l.probability.toFixed(3)}`).join("  ")}`,
+    `time       ${s.seconds.replacement.toFixed(2)} s replacement, ${s.seconds.attribution.toFixed(2)} s attribution, ${s.seconds.pruning.toFixed(2)} s pruning`,
+  ];
+  if (s.paths.length > 0) {
+    lines.push(`top paths to ${s.paths[0].nodes.at(-1)}:`);
+    for (const p of s.paths) lines.push(`  ${p.strength.toExponential(2)}  ${p.nodes.join(" -> ")}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+interface InterveneFlags {
+  set?: string[];
+  ablateError?: string[];
+  mode: string;
+  top: string;
+  maxTokens?: string;
+  json?: boolean;
+}
+
+/** `L:P:I=V` (set) or `L:P:I*S` (scale). */
+export function parseSet(spec: string): GraphEdit {
+  const m = /^(\d+):(\d+):(\d+)([=*])(-?\d+(?:\.\d+)?(?:e-?\d+)?)$/.exec(spec.trim());
+  if (m === null)
+    throw new UsageError(
+      `${JSON.stringify(spec)} is not an edit: write LAYER:POSITION:FEATURE=VALUE or LAYER:POSITION:FEATURE*SCALE`,
+      "--set",
+    );
+  const [layer, position, feature] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const v = Number(m[5]);
+  return m[4] === "="
+    ? { kind: "feature", layer, position, feature, value: v }
+    : { kind: "feature", layer, position, feature, scale: v };
+}
+
+function parseError(spec: string): GraphEdit {
+  const m = /^(\d+):(\d+)$/.exec(spec.trim());
+  if (m === null)
+    throw new UsageError(
+      `${JSON.stringify(spec)} is not an error node: write LAYER:POSITION`,
+      "--ablate-error",
+    );
+  return { kind: "error", layer: Number(m[1]), position: Number(m[2]) };
+}
+
+function topOf(logits: Float32Array, k: number): { token: number; probability: number }[] {
+  let m = Number.NEGATIVE_INFINITY;
+  for (const v of logits) m = Math.max(m, v);
+  let z = 0;
+  for (const v of logits) z += Math.exp(v - m);
+  return Array.from(logits.keys())
+    .sort((a, b) => logits[b] - logits[a] || a - b)
+    .slice(0, k)
+    .map((token) => ({ token, probability: Math.exp(logits[token] - m) / z }));
+}
+
+export interface InterveneReport {
+  readonly graph: string;
+  readonly mode: "frozen" | "live";
+  readonly edits: GraphEdit[];
+  readonly before: { token: number; text: string; probability: number }[];
+  readonly after: { token: number; text: string; probability: number }[];
+  readonly generation?: { readonly before: string; readonly after: string };
+}
+
+export function runIntervene(path: string, flags: InterveneFlags): InterveneReport {
+  const mode = flags.mode;
+  if (mode !== "frozen" && mode !== "live")
+    throw new UsageError(`must be frozen or live, got ${JSON.stringify(mode)}`, "--mode");
+  const edits = [...(flags.set ?? []).map(parseSet), ...(flags.ablateError ?? []).map(parseError)];
+  if (edits.length === 0) throw new UsageError("no edits: give --set L:P:I=V or --ablate-error L:P");
+  const top = intFlag(flags.top, "--top", 1);
+  const g = readGraphFile(path, true);
+  const info = g.metadata.glassbox as GlassboxGraphInfo;
+  const model = loadGemma3(info.model, defaultBackend());
+  const dicts = info.dictionaries.map((d) => loadDictionary(d, model.backend));
+  const set = TranscoderSet.from(dicts, model.config);
+  const rep = LocalReplacement.build(model, set, info.prompt_ids, { bosFeatures: info.bos_features });
+  const tok = existsSync(join(info.model, "tokenizer.json")) ? Tokenizer.fromDir(info.model) : null;
+  const show = (xs: { token: number; probability: number }[]) =>
+    xs.map((x) => ({ ...x, text: tokenText(tok, x.token) }));
+  let after: Float32Array;
+  if (mode === "frozen") after = frozenLogits(rep, edits);
+  else {
+    const ivs = liveInterventions(rep, edits);
+    after = model.forward([info.prompt_ids], { logits: "last", interventions: ivs }).logits.toFloat32Array();
+  }
+  const report: InterveneReport = {
+    graph: path,
+    mode,
+    edits,
+    before: show(topOf(rep.lastLogits, top)),
+    after: show(topOf(after, top)),
+  };
+  if (flags.maxTokens !== undefined) {
+    const n = intFlag(flags.maxTokens, "--max-tokens", 1);
+    const base = generate(model, info.prompt_ids, { maxNewTokens: n });
+    const edited = generate(model, info.prompt_ids, {
+      maxNewTokens: n,
+      interventions: liveInterventions(rep, edits),
+    });
+    const text = (ids: readonly number[]) => (tok === null ? ids.join(",") : tok.decode([...ids]));
+    return { ...report, generation: { before: text(base.tokens[0]), after: text(edited.tokens[0]) } };
+  }
+  return report;
+}
+
+function interveneText(r: InterveneReport): string {
+  const row = (xs: InterveneReport["before"]) =>
+    xs.map((x) => `${JSON.stringify(x.text)} ${x.probability.toFixed(3)}`).join("  ");
+  const lines = [
+    `edits      ${r.edits.map((e) => (e.kind === "error" ? `ablate error L${e.layer}@${e.position}` : `L${e.layer}#${e.feature}@${e.position} ${e.value !== undefined ? `= ${e.value}` : `x ${e.scale}`}`)).join(", ")} (${r.mode})`,
+    `before     ${row(r.before)}`,
+    `after      ${row(r.after)}`,
+  ];
+  if (r.generation !== undefined) {
+    lines.push(`generation (live, greedy)`);
+    lines.push(`  before  ${JSON.stringify(r.generation.before)}`);
+    lines.push(`  after   ${JSON.stringify(r.generation.after)}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+export function registerGraph(program: Command): void {
+  const graph = addModelOptions(
+    program
+      .command("graph")
+      .description("trace an attribution graph through transcoders or a CLT; write Neuronpedia graph JSON")
+      .argument("[prompt]", "prompt text"),
+    { modelRequired: false },
+  )
+    .option("--transcoders <dir>", "per-layer transcoder folders, or a folder of them (repeatable)", collect)
+    .option("--clt <dir>", "a cross-layer transcoder folder")
+    .option("--stats <file>", "feature statistics database (features build) for node labels")
+    .option("--out <file>", "graph JSON to write", "graph.json")
+    .option("--max-feature-nodes <n>", "most features whose inputs are attributed", "7500")
+    .option("--node-threshold <x>", "cumulative influence of the nodes kept", "0.8")
+    .option("--edge-threshold <y>", "cumulative influence of the edges kept", "0.98")
+    .option("--max-logits <k>", "most logit targets", "10")
+    .option("--logit-probability <p>", "logit targets until their probability sums to p", "0.95")
+    .option("--batch <n>", "targets per backward pass", "64")
+    .option("--bos-features", "keep features at position 0 as nodes")
+    .option("--paths <k>", "strongest paths to the top logit to print", "5")
+    .option("--slug <s>", "metadata.slug of the graph JSON")
+    .option("--scan <id>", "metadata.scan: the model id (default: the model folder's name)")
+    .action((prompt: string | undefined, flags: GraphFlags) => {
+      if (flags.model === undefined) throw new UsageError("--model is required", "--model");
+      const s = runGraph(flags, prompt);
+      process.stdout.write(flags.json ? jsonLine(s) : graphText(s));
+    });
+  graph
+    .command("intervene")
+    .description("set, scale or ablate graph nodes and show the new top logits (and a generation)")
+    .argument("<graph>", "graph JSON written by glassbox graph")
+    .option(
+      "--set <edit>",
+      "L:P:I=V sets feature I of layer L at position P to V; L:P:I*S scales it (repeatable)",
+      collect,
+    )
+    .option(
+      "--ablate-error <node>",
+      "L:P removes the error node of layer L at position P (repeatable)",
+      collect,
+    )
+    .option(
+      "--mode <m>",
+      "frozen (attention, norms and other features fixed) or live (the real model)",
+      "frozen",
+    )
+    .option("--top <k>", "top logits shown", "5")
+    .option("--max-tokens <n>", "also generate n tokens greedily with the edits (live)")
+    .option("--json", "print one JSON object")
+    .action((path: string, flags: InterveneFlags) => {
+      const r = runIntervene(path, flags);
+      process.stdout.write(flags.json ? jsonLine(r) : interveneText(r));
+    });
+}
