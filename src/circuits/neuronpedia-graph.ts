@@ -98,7 +98,7 @@ export function nodeId(node: GraphNode, layers: number): string {
 
 export function neuronpediaGraph(g: Graph, p: PrunedGraph, o: NeuronpediaGraphOptions): NeuronpediaGraph {
   let firstLogit = true;
-  const nodes = Array.from(p.nodes, (i): NeuronpediaNode => {
+  const toNode = (i: number): NeuronpediaNode => {
     const node = g.nodes[i];
     const influence = p.influence[i];
     const base = { run_idx: 0, reverse_ctx_idx: 0, token_prob: 0, is_target_logit: false };
@@ -161,7 +161,9 @@ export function neuronpediaGraph(g: Graph, p: PrunedGraph, o: NeuronpediaGraphOp
         };
       }
     }
-  });
+  };
+  const nodes: NeuronpediaNode[] = [];
+  for (const i of p.nodes) nodes.push(toNode(i));
   const ids = Array.from(p.nodes, (i) => nodeId(g.nodes[i], g.layers));
   const idOf = new Map<number, string>();
   Array.from(p.nodes).forEach((node, k) => {
