@@ -10,8 +10,8 @@
  * - Edges: on the node-pruned normalised graph, an edge's score is its normalised weight times the
  *   influence of its target (plus the target's logit weight); edges are kept, highest first, until
  *   their cumulative score reaches `edgeThreshold` of the total.
- * - Nodes left with no path to a logit, or no incoming edge (other than tokens), are dropped, until
- *   nothing changes.
+ * - Then, until nothing changes, features without a kept edge in or out and error nodes without a
+ *   kept edge out are dropped (tokens and logits stay).
  * - Replacement score: the share of the logits' influence that reaches tokens rather than error
  *   nodes. Completeness score: the share of every node's normalised input that does not come from
  *   error nodes, weighted by the node's influence (logits by their weight).
@@ -121,8 +121,8 @@ export function prune(g: Graph, options: PruneOptions = {}): PrunedGraph {
   const edge = new Uint8Array(n * n);
   for (let i = 0; i < n * n; i++) edge[i] = score[i] > 0 && score[i] >= edgeCut ? 1 : 0;
 
-  // Orphans: drop nodes with no kept edge out (to a kept node) unless a logit, and no kept edge
-  // in unless a token; repeat until stable.
+  // Orphans: a feature needs a kept edge in and a kept edge out (to a kept node), an error node a
+  // kept edge out; tokens and logits stay. Repeat until stable.
   for (;;) {
     let changed = false;
     const out = new Uint8Array(n);
@@ -136,11 +136,10 @@ export function prune(g: Graph, options: PruneOptions = {}): PrunedGraph {
         }
       }
     }
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < firstToken; i++) {
       if (!keep[i]) continue;
-      const logit = i >= g.firstLogit;
-      const token = i >= firstToken && !logit;
-      if ((!logit && !out[i]) || (!token && !logit && !inn[i])) {
+      const feature = i < g.firstError;
+      if (!out[i] || (feature && !inn[i])) {
         keep[i] = 0;
         changed = true;
       }
