@@ -72,6 +72,14 @@ interface Report {
       logits: { top: { token: string }[] } | null;
     };
   } | null;
+  graph: {
+    active_features: number;
+    visited_features: number;
+    kept_nodes: number;
+    scores: { replacement: number; completeness: number };
+    logits: { token: number; probability: number }[];
+    paths: { nodes: string[] }[];
+  } | null;
 }
 
 const skip = skipReason();
@@ -149,6 +157,15 @@ test("demo --json: structure, and the evaluation summary equals eval.json", { sk
     assert.equal(fp.page.topContexts[0].activation, fp.page.maxActivation);
     assert.ok(fp.page.logits !== null && fp.page.logits.top.length > 0);
 
+    // The attribution graph through the bundled CLT.
+    const g = rep.graph;
+    assert.ok(g !== null, "the demo traces a graph");
+    assert.ok(g.visited_features > 0 && g.visited_features <= Math.min(256, g.active_features));
+    assert.ok(g.kept_nodes > promptLength, "tokens, logits and some features are kept");
+    for (const v of [g.scores.replacement, g.scores.completeness]) assert.ok(v > 0 && v <= 1, String(v));
+    assert.equal(g.logits[0].token, rep.generation.ids[0], "the top logit is the greedy first token");
+    assert.ok(g.paths.length > 0 && g.paths.every((p) => /^logit /.test(p.nodes.at(-1) ?? "")));
+
     // The readable form shows the same summary.
     const t = cli(["demo", "--max-tokens", "2", "--top", "1"], cwd);
     assert.equal(t.status, 0, t.stderr);
@@ -156,6 +173,7 @@ test("demo --json: structure, and the evaluation summary equals eval.json", { sk
     for (const d of rep.evaluation.dictionaries) assert.ok(t.stdout.includes(d.id as string), String(d.id));
     assert.match(t.stdout, /^feature page \(.*features\.sqlite, \d+ held-out tokens\)/m);
     assert.ok(t.stdout.includes(`--feature ${fp.page.feature} --html`));
+    assert.match(t.stdout, /^attribution graph through gemma-scope\/clt\/\S+: \d+ active features/m);
   } finally {
     rmSync(cwd, { recursive: true, force: true });
   }

@@ -13,10 +13,14 @@
  *   "l0", "top": [{"feature", "activation", "layer"?}]}]}], "evaluation": {"path", "model",
  *   "tokens", "data", "dictionaries": [{"id", "kind", "layer", "width", "l0", "target_l0", "fvu",
  *   "ce_loss_recovered", "delta_lm_loss", "kl_score", "dead_fraction"}]},
- *   "feature_page": {"path", "token", "activation", "page"} | null}`, the page (a `FeaturePage`) of
- * the prompt's last token's most active feature in the bundled statistics (`features.sqlite`).
+ *   "feature_page": {"path", "token", "activation", "page"} | null, "graph": {"dictionary", "out",
+ *   "active_features", "visited_features", "kept_nodes", "kept_edges", "scores", "logits", "paths",
+ *   "seconds"} | null}`: the page (a `FeaturePage`) of the prompt's last token's most active feature
+ * in the bundled statistics (`features.sqlite`), and the summary of an attribution graph of the
+ * prompt through the bundled cross-layer transcoder (written to a temporary file).
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
@@ -31,6 +35,7 @@ import { intFlag, jsonLine } from "../model-input.js";
 import { featuresReport, type TokenFeatures } from "./features.js";
 import { loadRecorded, pageText } from "./features-db.js";
 import { runGenerate } from "./generate.js";
+import { type GraphSummary, runGraph } from "./graph.js";
 
 /** The fixed prompt of the demo. */
 export const DEMO_PROMPT = "The old man walked slowly to the river, and";
@@ -95,6 +100,38 @@ export interface DemoReport {
     readonly activation: number;
     readonly page: FeaturePage;
   } | null;
+  /** An attribution graph of the prompt through the bundled CLT; null when the model folder has none. */
+  readonly graph: (GraphSummary & { readonly dictionary: string }) | null;
+}
+
+/** The attribution graph of the prompt through the model folder's CLT (the first under gemma-scope/clt). */
+function demoGraph(dir: string, prompt: string): DemoReport["graph"] {
+  const cltRoot = join(dir, "gemma-scope", "clt");
+  if (!existsSync(cltRoot)) return null;
+  const clt = readdirSync(cltRoot).sort()[0];
+  if (clt === undefined) return null;
+  const tmp = mkdtempSync(join(tmpdir(), "glassbox-demo-graph-"));
+  try {
+    const s = runGraph(
+      {
+        model: dir,
+        clt: join(cltRoot, clt),
+        out: join(tmp, "graph.json"),
+        maxFeatureNodes: "256",
+        nodeThreshold: "0.8",
+        edgeThreshold: "0.98",
+        maxLogits: "10",
+        logitProbability: "0.95",
+        batch: "64",
+        paths: "3",
+        json: true,
+      },
+      prompt,
+    );
+    return { ...s, out: "(temporary)", dictionary: join(cltRoot, clt) };
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 /** The page of the feature most active, relative to its corpus max, at the prompt's last token. */
@@ -281,6 +318,7 @@ export async function runDemo(flags: DemoFlags): Promise<DemoReport> {
       dictionaries: evalJson.dictionaries.map(row),
     },
     feature_page: demoFeaturePage(dir, flags.prompt),
+    graph: demoGraph(dir, flags.prompt),
   };
 }
 
@@ -359,6 +397,23 @@ export function demoText(r: DemoReport): string {
         .join("\n"),
     );
     out.push(`  (glassbox features show ${fp.path} --feature ${fp.page.feature} --html page.html)`);
+  }
+  const g = r.graph;
+  if (g !== null) {
+    out.push("");
+    out.push(
+      `attribution graph through ${relative(r.model, g.dictionary)}: ${g.active_features} active features, ${g.visited_features} attributed, ${g.kept_nodes} nodes and ${g.kept_edges} edges kept (${(g.seconds.replacement + g.seconds.attribution + g.seconds.pruning).toFixed(1)} s)`,
+    );
+    out.push(
+      `  replacement score ${g.scores.replacement.toFixed(3)}, completeness ${g.scores.completeness.toFixed(3)}; top logits ${g.logits
+        .slice(0, 3)
+        .map((l) => `${JSON.stringify(l.text)} ${l.probability.toFixed(3)}`)
+        .join("  ")}`,
+    );
+    out.push("  strongest paths to the top logit, and through features:");
+    for (const p of [...g.paths, ...g.feature_paths])
+      out.push(`  ${p.strength.toExponential(2)}  ${p.nodes.join(" -> ")}`);
+    out.push(`  (glassbox graph --model ${r.model} --clt ${g.dictionary} --out graph.json "${r.prompt}")`);
   }
   return `${out.join("\n")}\n`;
 }

@@ -28,6 +28,7 @@ import {
 import { frozenLogits, type GraphEdit, liveInterventions } from "../../circuits/intervene.js";
 import { featureLabeller } from "../../circuits/labels.js";
 import { neuronpediaGraph } from "../../circuits/neuronpedia-graph.js";
+import { topPaths } from "../../circuits/paths.js";
 import { LocalReplacement } from "../../circuits/replacement.js";
 import { type TraceResult, traceGraph } from "../../circuits/trace.js";
 import { TranscoderSet } from "../../circuits/transcoders.js";
@@ -170,6 +171,8 @@ export interface GraphSummary {
   readonly logits: { token: number; text: string; probability: number }[];
   readonly scores: { replacement: number; completeness: number };
   readonly paths: { nodes: string[]; strength: number }[];
+  /** The strongest paths that pass through at least one feature. */
+  readonly feature_paths: { nodes: string[]; strength: number }[];
   readonly seconds: TraceResult["seconds"];
 }
 
@@ -264,6 +267,13 @@ export function runGraph(flags: GraphFlags, prompt: string | undefined): GraphSu
     })),
     scores: r.scores,
     paths: r.paths.map((p) => ({ nodes: p.nodes.map((i) => nodeLabel(r, i, tok)), strength: p.strength })),
+    feature_paths: (r.graph.firstLogit < r.graph.nodes.length
+      ? topPaths(r.graph, r.pruned, r.graph.firstLogit, 50 * Math.max(1, paths))
+      : []
+    )
+      .filter((p) => p.nodes.some((i) => r.graph.nodes[i].kind === "feature"))
+      .slice(0, paths)
+      .map((p) => ({ nodes: p.nodes.map((i) => nodeLabel(r, i, tok)), strength: p.strength })),
     seconds: r.seconds,
   };
 }
@@ -280,6 +290,10 @@ function graphText(s: GraphSummary): string {
   if (s.paths.length > 0) {
     lines.push(`top paths to ${s.paths[0].nodes.at(-1)}:`);
     for (const p of s.paths) lines.push(`  ${p.strength.toExponential(2)}  ${p.nodes.join(" -> ")}`);
+  }
+  if (s.feature_paths.length > 0) {
+    lines.push("top paths through features:");
+    for (const p of s.feature_paths) lines.push(`  ${p.strength.toExponential(2)}  ${p.nodes.join(" -> ")}`);
   }
   return `${lines.join("\n")}\n`;
 }
