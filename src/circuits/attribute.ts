@@ -13,7 +13,10 @@
  * never visited stay zero, as do token and error rows.
  */
 import { CircuitError } from "../core/errors.js";
+import { matmul } from "../core/ops/linalg.js";
 import { narrow } from "../core/ops/shape.js";
+import { makeF32 } from "../core/ops/util.js";
+import type { Tensor } from "../core/tensor.js";
 import { backward, type Seed } from "./linear.js";
 import type { LocalReplacement } from "./replacement.js";
 
@@ -31,7 +34,7 @@ export interface AttributionOptions {
   readonly logitProbability?: number;
   /** Most feature rows computed (default 7500, as circuit-tracer's `attribute`). */
   readonly maxFeatureNodes?: number;
-  /** Targets per backward pass (default 64). */
+  /** Targets per backward pass (default 256). */
   readonly batchSize?: number;
   readonly onProgress?: (done: number, total: number) => void;
 }
@@ -124,7 +127,8 @@ function demeanedUnembedding(rep: LocalReplacement, tokens: readonly number[]): 
  */
 interface WriteBlock {
   readonly nodes: Int32Array;
-  readonly rows: Float32Array;
+  /** [n, D] */
+  readonly rows: Tensor<"f32">;
 }
 
 function writeBlocks(rep: LocalReplacement, nFeatures: number): WriteBlock[][] {
@@ -155,7 +159,7 @@ function writeBlocks(rep: LocalReplacement, nFeatures: number): WriteBlock[][] {
       e.rows.push(rep.transcoders.decoderBias(l));
       const rows = new Float32Array(e.rows.length * D);
       for (const [k, r] of e.rows.entries()) rows.set(r, k * D);
-      return { nodes: Int32Array.from(e.nodes), rows };
+      return { nodes: Int32Array.from(e.nodes), rows: makeF32(rep.backend, [e.rows.length, D], rows) };
     }),
   );
 }
@@ -213,7 +217,7 @@ export function attribute(rep: LocalReplacement, options: AttributionOptions = {
   const maxLogits = options.maxLogits ?? 10;
   const logitP = options.logitProbability ?? 0.95;
   const maxFeatureNodes = options.maxFeatureNodes ?? 7500;
-  const batchSize = options.batchSize ?? 64;
+  const batchSize = options.batchSize ?? 256;
   if (!Number.isInteger(maxFeatureNodes) || maxFeatureNodes < 0)
     throw new CircuitError(`must be an integer >= 0, got ${maxFeatureNodes}`, "maxFeatureNodes");
   if (!Number.isInteger(batchSize) || batchSize < 1)
@@ -242,9 +246,9 @@ export function attribute(rep: LocalReplacement, options: AttributionOptions = {
       return nRows++ * n;
     });
     const gp = new Float32Array(B * D);
-    backward(rep, seeds, (l, g) => {
+    backward(rep, seeds, (l, g, live) => {
       if (l === -1) {
-        for (let b = 0; b < B; b++) {
+        for (let b = 0; b < live; b++) {
           const row = rowBase[b];
           for (let p = 0; p < T; p++) {
             let s = 0;
@@ -256,20 +260,20 @@ export function attribute(rep: LocalReplacement, options: AttributionOptions = {
         return;
       }
       for (let p = 0; p < T; p++) {
+        if (live === 0) break;
         const blk = blocks[l][p];
         const m = blk.nodes.length;
-        for (let b = 0; b < B; b++) gp.set(g.subarray((b * T + p) * D, (b * T + p + 1) * D), b * D);
-        // [B, D] . [m, D]^T, by hand: m is small per (layer, position).
-        for (let b = 0; b < B; b++) {
+        for (let b = 0; b < live; b++) gp.set(g.subarray((b * T + p) * D, (b * T + p + 1) * D), b * D);
+        // [live, D] @ [m, D]^T through the backend's matmul.
+        const out = matmul(makeF32(rep.backend, [live, D], gp.subarray(0, live * D)), blk.rows, {
+          transB: true,
+        }).data;
+        for (let b = 0; b < live; b++) {
           const row = rowBase[b];
-          const gb = b * D;
           for (let k = 0; k < m; k++) {
-            let s = 0;
-            const rk = k * D;
-            for (let j = 0; j < D; j++) s += blk.rows[rk + j] * gp[gb + j];
             const node = blk.nodes[k];
-            if (node < 0) bias[targets[b]] += s;
-            else rows[row + node] += s;
+            if (node < 0) bias[targets[b]] += out[b * m + k];
+            else rows[row + node] += out[b * m + k];
           }
         }
       }
@@ -314,7 +318,10 @@ export function attribute(rep: LocalReplacement, options: AttributionOptions = {
       rankedAt = visited.length;
       if (order.length === 0) break;
     }
-    const batch = order.splice(0, Math.min(batchSize, budget - visited.length));
+    // Highest layer first: the backward pass then runs each layer on the rows that reach it.
+    const batch = order
+      .splice(0, Math.min(batchSize, budget - visited.length))
+      .sort((a, b) => f.layer[b] - f.layer[a] || a - b);
     const seeds: Seed[] = batch.map((i) => ({
       at: "mid",
       layer: f.layer[i],

@@ -4,7 +4,7 @@
  * edges were computed), as in circuit-tracer's Graph; errors, tokens and logits are all kept.
  * Node order: features (by layer, position, index), errors (layer-major), tokens, logits.
  */
-import { type Attribution, edge, nodeIndex } from "./attribute.js";
+import { type Attribution, nodeIndex } from "./attribute.js";
 
 export type GraphNode =
   | {
@@ -75,8 +75,11 @@ export function toGraph(a: Attribution): Graph {
   const n = nodes.length;
   const adjacency = new Float32Array(n * n);
   for (let t = 0; t < n; t++) {
-    if (a.rowOf[from[t]] < 0) continue;
-    for (let s = 0; s < n; s++) adjacency[t * n + s] = edge(a, from[s], from[t]);
+    const r = a.rowOf[from[t]];
+    if (r < 0) continue;
+    const src = a.rows.subarray(r * a.nNodes, (r + 1) * a.nNodes);
+    const dst = adjacency.subarray(t * n, (t + 1) * n);
+    for (let s = 0; s < n; s++) dst[s] = src[from[s]];
   }
   return { ids: [...rep.ids], layers: L, nodes, adjacency, firstError, firstToken, firstLogit };
 }

@@ -136,35 +136,54 @@ function plantSeeds(
   return any;
 }
 
+/** The highest layer whose resid_mid a seed's gradient reaches: its own layer, or all for a logit. */
+function topLayer(s: Seed, layers: number): number {
+  return s.at === "final" ? layers : s.layer;
+}
+
 /**
- * Gradients of every seed's target (one per batch row) with respect to the writes: `visit(l, g)` is
- * called for l = layers-1 .. 0 with g [B, T, D] = d target / d resid_post_l (what a feature, error
- * or bias written at mlp_out of layer l receives), then `visit(-1, g)` with the gradient at the
- * embedding. `g` is only valid during the call.
+ * Gradients of every seed's target (one per batch row) with respect to the writes: `visit(l, g, k)`
+ * is called for l = layers-1 .. 0 with g [B, T, D] = d target / d resid_post_l (what a feature,
+ * error or bias written at mlp_out of layer l receives), then `visit(-1, g, k)` with the gradient
+ * at the embedding. Only the first k rows can be non-zero. `g` is only valid during the call.
+ *
+ * A feature's gradient is zero above its own layer, so when the seeds come ordered by layer,
+ * highest first (logits first of all), each layer's work runs on the leading rows that reach it.
  */
 export function backward(
   rep: LocalReplacement,
   seeds: readonly Seed[],
-  visit: (layer: number, g: Float32Array) => void,
+  visit: (layer: number, g: Float32Array, rows: number) => void,
 ): void {
   const c = rep.model.config;
   const B = seeds.length;
   const T = rep.length;
   const D = c.dModel;
+  const tops = seeds.map((s) => topLayer(s, c.layers));
+  const sorted = tops.every((t, i) => i === 0 || tops[i - 1] >= t);
+  /** Rows (a prefix when sorted) whose gradient is non-zero at resid_post of layer l (top > l). */
+  const reaching = (l: number) => (sorted ? tops.filter((t) => t > l).length : B);
   const start = new Float32Array(B * T * D);
   plantSeeds(rep, start, seeds, "final", c.layers - 1);
-  let g = makeF32(rep.backend, [B, T, D], start);
+  let g = start;
   for (let l = c.layers - 1; l >= 0; l--) {
-    visit(l, g.data);
-    const mid = makeF32(rep.backend, [B, T, D], g.data.slice());
-    const sk = skipBackward(rep, l, g);
-    if (sk !== null) addInto(mid.data, sk.data);
-    plantSeeds(rep, mid.data, seeds, "mid", l);
+    const above = reaching(l);
+    visit(l, g, above);
+    const at = sorted ? tops.filter((t) => t >= l).length : B;
+    if (at === 0) continue;
+    const mid = makeF32(rep.backend, [at, T, D], g.slice(0, at * T * D));
+    if (above > 0) {
+      const sk = skipBackward(rep, l, makeF32(rep.backend, [at, T, D], g.subarray(0, at * T * D)));
+      if (sk !== null) addInto(mid.data, sk.data);
+    }
+    plantSeeds(rep, mid.data, seeds.slice(0, at), "mid", l);
     const a = attentionBackward(rep, l, mid);
     addInto(mid.data, a.data);
-    g = mid;
+    const next = new Float32Array(B * T * D);
+    next.set(mid.data);
+    g = next;
   }
-  visit(-1, g.data);
+  visit(-1, g, sorted ? tops.filter((t) => t >= 0).length : B);
 }
 
 /** An additive write: `vector` [d_model] added at mlp_out of `layer` (or the embedding, layer -1) at `position`. */

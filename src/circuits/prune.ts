@@ -57,17 +57,26 @@ function allRows(n: number): Int32Array {
 }
 
 /** The smallest score kept when scores are kept highest first up to `fraction` of their sum. */
-function cumulativeCut(scores: ArrayLike<number>, fraction: number): number {
-  const s = Array.from(scores).filter((v) => v > 0);
-  if (s.length === 0) return Number.POSITIVE_INFINITY;
-  s.sort((a, b) => b - a);
-  const total = s.reduce((x, y) => x + y, 0);
+function cumulativeCut(scores: Float32Array | Float64Array, fraction: number): number {
+  let count = 0;
+  for (const v of scores) if (v > 0) count++;
+  if (count === 0) return Number.POSITIVE_INFINITY;
+  // The same precision as the scores, so that the cut compares equal to the score it came from.
+  const s = scores instanceof Float32Array ? new Float32Array(count) : new Float64Array(count);
+  let k = 0;
+  let total = 0;
+  for (const v of scores)
+    if (v > 0) {
+      s[k++] = v;
+      total += v;
+    }
+  s.sort();
   let cum = 0;
-  for (const v of s) {
-    cum += v;
-    if (cum >= fraction * total) return v;
+  for (let i = count - 1; i >= 0; i--) {
+    cum += s[i];
+    if (cum >= fraction * total) return s[i];
   }
-  return s[s.length - 1];
+  return s[0];
 }
 
 function rowNormalised(g: Graph, keep: Uint8Array | null): Float32Array {
@@ -100,10 +109,7 @@ export function prune(g: Graph, options: PruneOptions = {}): PrunedGraph {
   const isTokenOrLogit = (i: number) => i >= firstToken;
 
   // Nodes.
-  const cut = cumulativeCut(
-    Array.from({ length: firstToken }, (_, i) => inf[i]),
-    nodeThreshold,
-  );
+  const cut = cumulativeCut(inf.subarray(0, firstToken), nodeThreshold);
   const keep = new Uint8Array(n);
   for (let i = 0; i < n; i++) keep[i] = isTokenOrLogit(i) || inf[i] >= cut ? 1 : 0;
 

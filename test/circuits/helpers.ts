@@ -17,18 +17,23 @@ const hookOut = (l: number | string) => `model.layers.${l}.post_feedforward_laye
 
 export type RandomKind = "transcoders" | "skip" | "clt";
 
-/** Random dictionaries of `kind` for `config`, `width` features per layer, seeded. */
+/**
+ * Random dictionaries of `kind` for `config`, `width` features per layer, seeded. Pre-activations
+ * are about N(b_enc, 1) on a normed input; `threshold` (mean JumpReLU threshold, default 0.6) sets
+ * how many fire (0.6: about a quarter; 2.6: about 0.5 %).
+ */
 export function randomTranscoders(
   config: Gemma3Config,
   backend: Backend,
   kind: RandomKind,
   width: number,
   seed = 1,
+  threshold = 0.6,
 ): Dictionary[] {
   const d = config.dModel;
   let s = seed * 7919;
   const normal = (shape: number[], std: number, mean = 0) => randomNormal(backend, shape, s++, { std, mean });
-  const threshold = () => normal([width], 0.1, 0.6);
+  const thresholds = () => normal([width], 0.1, threshold);
   const meta = (l: number | string) => ({
     hookIn: hookIn(l),
     hookOut: hookOut(l),
@@ -44,7 +49,7 @@ export function randomTranscoders(
       wDec: normal([width, L, d], 0.5 / Math.sqrt(width)),
       bDec: normal([d], 0.1),
       skip: null,
-      activation: jumpRelu(threshold()),
+      activation: jumpRelu(thresholds()),
     }));
     return [
       new CrossLayerTranscoder(
@@ -70,7 +75,7 @@ export function randomTranscoders(
       bDec: normal([d], 0.1),
       skip: kind === "skip" ? normal([d, d], 0.3 / Math.sqrt(d)) : null,
     };
-    const act = jumpRelu(threshold());
+    const act = jumpRelu(thresholds());
     return kind === "skip" ? new SkipTranscoder(params, act, meta(l)) : new Transcoder(params, act, meta(l));
   });
 }

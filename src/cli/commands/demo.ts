@@ -122,7 +122,7 @@ function demoGraph(dir: string, prompt: string): DemoReport["graph"] {
         edgeThreshold: "0.98",
         maxLogits: "10",
         logitProbability: "0.95",
-        batch: "64",
+        batch: "256",
         paths: "3",
         json: true,
       },

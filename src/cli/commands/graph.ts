@@ -427,7 +427,7 @@ export function registerGraph(program: Command): void {
     .option("--edge-threshold <y>", "cumulative influence of the edges kept", "0.98")
     .option("--max-logits <k>", "most logit targets", "10")
     .option("--logit-probability <p>", "logit targets until their probability sums to p", "0.95")
-    .option("--batch <n>", "targets per backward pass", "64")
+    .option("--batch <n>", "targets per backward pass", "256")
     .option("--bos-features", "keep features at position 0 as nodes")
     .option("--paths <k>", "strongest paths to the top logit to print", "5")
     .option("--slug <s>", "metadata.slug of the graph JSON")
