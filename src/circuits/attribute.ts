@@ -193,15 +193,10 @@ export function influence(
     for (let r = 0; r < R; r++) {
       const xt = x[rowNodes[r]];
       if (xt === 0 || rowSum[r] === 0) continue;
+      any = true;
       const k = xt / rowSum[r];
-      const base = r * n;
-      for (let j = 0; j < n; j++) {
-        const a = rows[base + j];
-        if (a !== 0) {
-          next[j] += k * Math.abs(a);
-          any = true;
-        }
-      }
+      const row = rows.subarray(r * n, (r + 1) * n);
+      for (let j = 0; j < n; j++) next[j] += k * Math.abs(row[j]);
     }
     if (!any) break;
     for (let j = 0; j < n; j++) total[j] += next[j];
@@ -301,14 +296,14 @@ export function attribute(rep: LocalReplacement, options: AttributionOptions = {
   const done = new Uint8Array(nFeatures);
   const visited: number[] = [];
   const f = rep.features;
-  // The ranking is recomputed from the rows so far whenever the visited set has grown by a
-  // quarter since the last ranking (and at least one batch): later rows refine it less and less.
+  // The ranking is recomputed from the rows so far whenever the visited set has grown by half
+  // since the last ranking (and at least one batch): later rows refine it less and less.
   let order: number[] = [];
   let rankedAt = -1;
   while (visited.length < budget) {
     if (
       rankedAt < 0 ||
-      visited.length - rankedAt >= Math.max(batchSize, rankedAt / 4) ||
+      visited.length - rankedAt >= Math.max(batchSize, rankedAt / 2) ||
       order.length === 0
     ) {
       const inf = influence(rows.subarray(0, nRows * n), rowNodes.subarray(0, nRows), n, weights);

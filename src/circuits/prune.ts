@@ -56,25 +56,53 @@ function allRows(n: number): Int32Array {
   return Int32Array.from({ length: n }, (_, i) => i);
 }
 
-/** The smallest score kept when scores are kept highest first up to `fraction` of their sum. */
+/**
+ * The smallest score kept when scores are kept highest first up to `fraction` of their sum. Exact,
+ * without sorting everything: positive floats order like their bit patterns, so a histogram over
+ * the top 16 bits of each float32 finds the bin where the running sum crosses, and only that bin's
+ * scores are sorted. (Node influences, float64 and few, are sorted directly.)
+ */
 function cumulativeCut(scores: Float32Array | Float64Array, fraction: number): number {
-  let count = 0;
-  for (const v of scores) if (v > 0) count++;
-  if (count === 0) return Number.POSITIVE_INFINITY;
-  // The same precision as the scores, so that the cut compares equal to the score it came from.
-  const s = scores instanceof Float32Array ? new Float32Array(count) : new Float64Array(count);
-  let k = 0;
+  if (scores instanceof Float64Array) {
+    const s = scores.filter((v) => v > 0).sort();
+    if (s.length === 0) return Number.POSITIVE_INFINITY;
+    let total = 0;
+    for (const v of s) total += v;
+    let cum = 0;
+    for (let i = s.length - 1; i >= 0; i--) {
+      cum += s[i];
+      if (cum >= fraction * total) return s[i];
+    }
+    return s[0];
+  }
+  const bits = new Uint32Array(scores.buffer, scores.byteOffset, scores.length);
+  const sums = new Float64Array(1 << 16);
   let total = 0;
-  for (const v of scores)
+  for (let i = 0; i < scores.length; i++) {
+    const v = scores[i];
     if (v > 0) {
-      s[k++] = v;
+      sums[bits[i] >>> 16] += v;
       total += v;
     }
+  }
+  if (total === 0) return Number.POSITIVE_INFINITY;
+  const want = fraction * total;
+  let above = 0;
+  let b = (1 << 16) - 1;
+  for (; b > 0; b--) {
+    if (sums[b] > 0 && above + sums[b] >= want) break;
+    above += sums[b];
+  }
+  let count = 0;
+  for (let i = 0; i < scores.length; i++) if (scores[i] > 0 && bits[i] >>> 16 === b) count++;
+  const s = new Float32Array(count);
+  let k = 0;
+  for (let i = 0; i < scores.length; i++) if (scores[i] > 0 && bits[i] >>> 16 === b) s[k++] = scores[i];
   s.sort();
-  let cum = 0;
-  for (let i = count - 1; i >= 0; i--) {
+  let cum = above;
+  for (let i = s.length - 1; i >= 0; i--) {
     cum += s[i];
-    if (cum >= fraction * total) return s[i];
+    if (cum >= want) return s[i];
   }
   return s[0];
 }
