@@ -9,8 +9,8 @@
  * layer * T + position), token embeddings (position), logit targets. Rows of the adjacency matrix
  * are targets, columns sources. Rows are computed with batched backward passes (one target per
  * batch row): first the logits, then features in order of their estimated influence on the logits
- * (recomputed from the rows so far after every batch), up to `maxFeatureNodes`. Rows of features
- * never visited stay zero, as do token and error rows.
+ * (recomputed from the rows so far every `updateInterval` batches), up to `maxFeatureNodes`. Rows
+ * of features never visited stay zero, as do token and error rows.
  */
 import { CircuitError } from "../core/errors.js";
 import { matmul } from "../core/ops/linalg.js";
@@ -34,8 +34,10 @@ export interface AttributionOptions {
   readonly logitProbability?: number;
   /** Most feature rows computed (default 7500, as circuit-tracer's `attribute`). */
   readonly maxFeatureNodes?: number;
-  /** Targets per backward pass (default 256). */
+  /** Targets per backward pass (default 256, as circuit-tracer's command line). */
   readonly batchSize?: number;
+  /** Batches computed between two rankings of the features by influence (default 4, as circuit-tracer). */
+  readonly updateInterval?: number;
   readonly onProgress?: (done: number, total: number) => void;
 }
 
@@ -213,6 +215,7 @@ export function attribute(rep: LocalReplacement, options: AttributionOptions = {
   const logitP = options.logitProbability ?? 0.95;
   const maxFeatureNodes = options.maxFeatureNodes ?? 7500;
   const batchSize = options.batchSize ?? 256;
+  const updateInterval = options.updateInterval ?? 4;
   if (!Number.isInteger(maxFeatureNodes) || maxFeatureNodes < 0)
     throw new CircuitError(`must be an integer >= 0, got ${maxFeatureNodes}`, "maxFeatureNodes");
   if (!Number.isInteger(batchSize) || batchSize < 1)
@@ -296,40 +299,36 @@ export function attribute(rep: LocalReplacement, options: AttributionOptions = {
   const done = new Uint8Array(nFeatures);
   const visited: number[] = [];
   const f = rep.features;
-  // The ranking is recomputed from the rows so far whenever the visited set has grown by half
-  // since the last ranking (and at least one batch): later rows refine it less and less.
-  let order: number[] = [];
-  let rankedAt = -1;
+  // As circuit-tracer: when the budget covers every feature, all are visited in order; otherwise
+  // the features are ranked by their influence through the rows so far, and the next
+  // `updateInterval` batches of unvisited ones are computed before ranking again.
+  const all = budget >= nFeatures;
   while (visited.length < budget) {
-    if (
-      rankedAt < 0 ||
-      visited.length - rankedAt >= Math.max(batchSize, rankedAt / 2) ||
-      order.length === 0
-    ) {
+    let pending: number[];
+    if (all) pending = Array.from({ length: nFeatures }, (_, i) => i);
+    else {
       const inf = influence(rows.subarray(0, nRows * n), rowNodes.subarray(0, nRows), n, weights);
-      order = [];
-      for (let i = 0; i < nFeatures; i++) if (!done[i] && inf[i] > 0) order.push(i);
+      const order = Array.from({ length: nFeatures }, (_, i) => i).filter((i) => !done[i]);
       order.sort((a, b) => inf[b] - inf[a] || a - b);
-      rankedAt = visited.length;
-      if (order.length === 0) break;
+      pending = order.slice(0, Math.min(updateInterval * batchSize, budget - visited.length));
     }
-    // Highest layer first: the backward pass then runs each layer on the rows that reach it.
-    const batch = order
-      .splice(0, Math.min(batchSize, budget - visited.length))
-      .sort((a, b) => f.layer[b] - f.layer[a] || a - b);
-    const seeds: Seed[] = batch.map((i) => ({
-      at: "mid",
-      layer: f.layer[i],
-      position: f.position[i],
-      vector: rep.transcoders.encoderColumn(f.layer[i], f.feature[i]),
-    }));
-    run(batch, seeds);
-    for (const i of batch) {
-      done[i] = 1;
-      visited.push(i);
-      bias[i] += rep.transcoders.encoderBias(f.layer[i], f.feature[i]);
+    for (let k = 0; k < pending.length; k += batchSize) {
+      // Highest layer first: the backward pass then runs each layer on the rows that reach it.
+      const batch = pending.slice(k, k + batchSize).sort((a, b) => f.layer[b] - f.layer[a] || a - b);
+      const seeds: Seed[] = batch.map((i) => ({
+        at: "mid",
+        layer: f.layer[i],
+        position: f.position[i],
+        vector: rep.transcoders.encoderColumn(f.layer[i], f.feature[i]),
+      }));
+      run(batch, seeds);
+      for (const i of batch) {
+        done[i] = 1;
+        visited.push(i);
+        bias[i] += rep.transcoders.encoderBias(f.layer[i], f.feature[i]);
+      }
+      options.onProgress?.(visited.length, budget);
     }
-    options.onProgress?.(visited.length, budget);
   }
   rep.transcoders.releaseEncoders();
   return {

@@ -5,8 +5,8 @@
  *
  * - Normalised adjacency: |A| with each target row divided by its sum.
  * - Influence of a node on the logits: w (N + N^2 + ...), w the logit probabilities.
- * - Nodes: features and error nodes are kept, most influential first, until their cumulative
- *   influence reaches `nodeThreshold` of the total; tokens and logits are always kept.
+ * - Nodes: kept most influential first until their cumulative influence reaches `nodeThreshold` of
+ *   the total over all nodes; tokens and logits are always kept.
  * - Edges: on the node-pruned normalised graph, an edge's score is its normalised weight times the
  *   influence of its target (plus the target's logit weight); edges are kept, highest first, until
  *   their cumulative score reaches `edgeThreshold` of the total.
@@ -14,7 +14,7 @@
  *   kept edge out are dropped (tokens and logits stay).
  * - Replacement score: the share of the logits' influence that reaches tokens rather than error
  *   nodes. Completeness score: the share of every node's normalised input that does not come from
- *   error nodes, weighted by the node's influence (logits by their weight).
+ *   error nodes (1 for nodes without inputs), weighted by the node's influence plus its logit weight.
  */
 import { influence } from "./attribute.js";
 import type { Graph } from "./graph.js";
@@ -137,7 +137,9 @@ export function prune(g: Graph, options: PruneOptions = {}): PrunedGraph {
   const isTokenOrLogit = (i: number) => i >= firstToken;
 
   // Nodes.
-  const cut = cumulativeCut(inf.subarray(0, firstToken), nodeThreshold);
+  // As circuit-tracer: the cut is over every node's influence (tokens included), then tokens and
+  // logits are kept whatever their score.
+  const cut = cumulativeCut(inf, nodeThreshold);
   const keep = new Uint8Array(n);
   for (let i = 0; i < n; i++) keep[i] = isTokenOrLogit(i) || inf[i] >= cut ? 1 : 0;
 
@@ -215,17 +217,13 @@ export function graphScores(g: Graph): GraphScores {
   for (let i = t0; i < l0; i++) tokens += inf[i];
   let num = 0;
   let den = 0;
+  // As circuit-tracer: every node counts, a node without inputs (token, error, unvisited
+  // feature) as fully explained.
   for (let t = 0; t < n; t++) {
     const k = inf[t] + w[t];
     if (k === 0) continue;
     let fromErrors = 0;
-    let total = 0;
-    for (let s = 0; s < n; s++) {
-      const v = norm[t * n + s];
-      total += v;
-      if (s >= e0 && s < t0) fromErrors += v;
-    }
-    if (total === 0) continue;
+    for (let s = e0; s < t0; s++) fromErrors += norm[t * n + s];
     num += (1 - fromErrors) * k;
     den += k;
   }

@@ -133,8 +133,8 @@ describe("influence and pruning", () => {
     const inf = p.influence;
     assert.ok(Math.abs(inf[3] - 0.75) < 1e-9 && Math.abs(inf[4] - 0.25) < 1e-9);
     assert.ok(Math.abs(inf[0] - (0.75 * 5) / 8.5) < 1e-9);
-    // Node cut at 80 % of the feature+error influence (total 1.5): f3 (0.75), f0 (0.441) reach 1.19
-    // = 79 %, so f1 (0.265) is kept too; err (0.25) and f2 (0.044) are dropped.
+    // Node cut at 80 % of all nodes' influence (2.5, tokens included): f3 0.75, f0 0.441, tok0 0.441,
+    // tok1 0.309 reach 1.94 < 2.0, so f1 (0.265) is kept too; err (0.25) and f2 (0.044) are dropped.
     assert.deepEqual(Array.from(p.nodes), [0, 1, 3, 5, 6, 7]);
     // Edges kept: f3->logit, f0->f3, f1->f3, tok0->f0, tok1->f1 (all there is between kept nodes).
     const kept = Array.from(p.edges.source, (s, e) => `${s}->${p.edges.target[e]}`).sort();
@@ -165,12 +165,13 @@ describe("influence and pruning", () => {
     const s = graphScores(g);
     // Influence reaching tokens: through f3 all of 0.75 (f0, f1, f2 all read tokens) -> 0.75; errors 0.25.
     assert.ok(Math.abs(s.replacement - 0.75) < 1e-9, `${s.replacement}`);
-    // Completeness: logit gets 2/8 from the error (weight 1); everything else is error-free.
-    // sum_t (1 - err share) (inf + w) / sum (inf + w) over nodes with inputs: logit 0.75*1, f3 1*0.75,
-    // f0..f2 1*their influence.
+    // Completeness (as circuit-tracer): every node with influence or logit weight counts, weighted by
+    // both; nodes without inputs (tokens, the error) count as fully explained. The logit gets 2/8
+    // of its input from the error. Tokens' influence equals the layer-0 features' (sum 0.75).
     const infs = [(0.75 * 5) / 8.5, (0.75 * 3) / 8.5, (0.75 * 0.5) / 8.5];
-    const den = 1 + 0.75 + infs.reduce((a, b) => a + b, 0);
-    const num = 0.75 + 0.75 + infs.reduce((a, b) => a + b, 0);
+    const sum = infs.reduce((x, y) => x + y, 0);
+    const num = 0.75 * 1 + 0.75 + 0.25 + sum + sum;
+    const den = 1 + 0.75 + 0.25 + sum + sum;
     assert.ok(Math.abs(s.completeness - num / den) < 1e-9, `${s.completeness} vs ${num / den}`);
     // No error inputs: both scores are 1.
     const clean = handGraph(
