@@ -35,7 +35,7 @@ import { intFlag, jsonLine } from "../model-input.js";
 import { featuresReport, type TokenFeatures } from "./features.js";
 import { loadRecorded, pageText } from "./features-db.js";
 import { runGenerate } from "./generate.js";
-import { type GraphSummary, runGraph } from "./graph.js";
+import { type GraphSummary, pathLine, runGraph } from "./graph.js";
 
 /** The fixed prompt of the demo. */
 export const DEMO_PROMPT = "The old man walked slowly to the river, and";
@@ -410,9 +410,8 @@ export function demoText(r: DemoReport): string {
         .map((l) => `${JSON.stringify(l.text)} ${l.probability.toFixed(3)}`)
         .join("  ")}`,
     );
-    out.push("  strongest paths to the top logit, and through features:");
-    for (const p of [...g.paths, ...g.feature_paths])
-      out.push(`  ${p.strength.toExponential(2)}  ${p.nodes.join(" -> ")}`);
+    out.push("  strongest paths to the top logit, then through features (+ raises it, - lowers it):");
+    for (const p of [...g.paths, ...g.feature_paths]) out.push(`  ${pathLine(p)}`);
     out.push(`  (glassbox graph --model ${r.model} --clt ${g.dictionary} --out graph.json "${r.prompt}")`);
   }
   return `${out.join("\n")}\n`;

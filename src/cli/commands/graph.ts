@@ -28,7 +28,7 @@ import {
 import { frozenLogits, type GraphEdit, liveInterventions } from "../../circuits/intervene.js";
 import { featureLabeller } from "../../circuits/labels.js";
 import { neuronpediaGraph } from "../../circuits/neuronpedia-graph.js";
-import { topPaths } from "../../circuits/paths.js";
+import { type GraphPath, topPaths } from "../../circuits/paths.js";
 import { LocalReplacement } from "../../circuits/replacement.js";
 import { type TraceResult, traceGraph } from "../../circuits/trace.js";
 import { TranscoderSet } from "../../circuits/transcoders.js";
@@ -160,6 +160,16 @@ function nodeLabel(r: TraceResult, i: number, tok: Tokenizer | null): string {
   }
 }
 
+function pathOut(r: TraceResult, p: GraphPath, tok: Tokenizer | null): GraphSummary["paths"][number] {
+  const sign = p.weights.reduce((s, w) => (w < 0 ? -s : s), 1);
+  return { nodes: p.nodes.map((i) => nodeLabel(r, i, tok)), strength: p.strength, sign };
+}
+
+/** A path as printed: signed strength, then the nodes. */
+export function pathLine(p: GraphSummary["paths"][number]): string {
+  return `${p.sign < 0 ? "-" : "+"}${p.strength.toExponential(2)}  ${p.nodes.join(" -> ")}`;
+}
+
 export interface GraphSummary {
   readonly out: string;
   readonly prompt_tokens: string[];
@@ -170,9 +180,10 @@ export interface GraphSummary {
   readonly kept_edges: number;
   readonly logits: { token: number; text: string; probability: number }[];
   readonly scores: { replacement: number; completeness: number };
-  readonly paths: { nodes: string[]; strength: number }[];
+  /** Strength = product of normalised |weights|; sign = product of the weights' signs (-1: the path lowers the logit). */
+  readonly paths: { nodes: string[]; strength: number; sign: number }[];
   /** The strongest paths that pass through at least one feature. */
-  readonly feature_paths: { nodes: string[]; strength: number }[];
+  readonly feature_paths: { nodes: string[]; strength: number; sign: number }[];
   readonly seconds: TraceResult["seconds"];
 }
 
@@ -266,14 +277,14 @@ export function runGraph(flags: GraphFlags, prompt: string | undefined): GraphSu
       probability: l.probability,
     })),
     scores: r.scores,
-    paths: r.paths.map((p) => ({ nodes: p.nodes.map((i) => nodeLabel(r, i, tok)), strength: p.strength })),
+    paths: r.paths.map((p) => pathOut(r, p, tok)),
     feature_paths: (r.graph.firstLogit < r.graph.nodes.length
       ? topPaths(r.graph, r.pruned, r.graph.firstLogit, 50 * Math.max(1, paths))
       : []
     )
       .filter((p) => p.nodes.some((i) => r.graph.nodes[i].kind === "feature"))
       .slice(0, paths)
-      .map((p) => ({ nodes: p.nodes.map((i) => nodeLabel(r, i, tok)), strength: p.strength })),
+      .map((p) => pathOut(r, p, tok)),
     seconds: r.seconds,
   };
 }
@@ -289,11 +300,11 @@ function graphText(s: GraphSummary): string {
   ];
   if (s.paths.length > 0) {
     lines.push(`top paths to ${s.paths[0].nodes.at(-1)}:`);
-    for (const p of s.paths) lines.push(`  ${p.strength.toExponential(2)}  ${p.nodes.join(" -> ")}`);
+    for (const p of s.paths) lines.push(`  ${pathLine(p)}`);
   }
   if (s.feature_paths.length > 0) {
     lines.push("top paths through features:");
-    for (const p of s.feature_paths) lines.push(`  ${p.strength.toExponential(2)}  ${p.nodes.join(" -> ")}`);
+    for (const p of s.feature_paths) lines.push(`  ${pathLine(p)}`);
   }
   return `${lines.join("\n")}\n`;
 }
