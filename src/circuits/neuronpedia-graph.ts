@@ -3,12 +3,18 @@
  * (`create_graph_files`) and Neuronpedia's / circuit-tracer's graph frontend reads:
  * `{ metadata, qParams, nodes, links }`.
  *
- * Node ids: feature `{layer}_{feature}_{pos}`, error `0_{layer}_{pos}`, embedding
- * `E_{token}_{pos}`, logit `{layers + 1}_{token}_{pos}`; `layer` is a string ("E" for embeddings,
- * layers + 1 for logits); `jsNodeId` is `{layer}_{feature}-{0}` for features, `{layer}_0-0` for
- * errors... as circuit-tracer builds them; `feature_type` is "cross layer transcoder" for every
- * feature (circuit-tracer's label, also for per-layer transcoders), "mlp reconstruction error",
- * "embedding" or "logit". Links are `{ source, target, weight }` with node ids and raw edge weights.
+ * As circuit-tracer builds them: node ids are feature `{layer}_{feature}_{pos}`, error
+ * `0_{layer}_{pos}`, embedding `E_{token}_{pos}`, logit `{layers + 1}_{token}_{pos}`; `layer` is a
+ * string ("E" for embeddings, layers + 1 for logits); `jsNodeId` is `{layer}_{feature}-0` for
+ * features, `{layer}_{pos}-0` for errors, `E_{token}-{pos}` and `L_{token}-{pos}`; `feature` is the
+ * Cantor pairing of (layer, feature) for features, -1 for errors, 0 for embeddings and the token id
+ * for logits; `influence` is the node's cumulative share of the total influence, nodes sorted by
+ * influence (null for logits); `feature_type` is "cross layer transcoder" for every feature
+ * (circuit-tracer's label, also for per-layer transcoders), "mlp reconstruction error",
+ * "embedding" or "logit". Nodes are the kept ones that have a link, plus every embedding and logit.
+ * Links are `{ source, target, weight }` with node ids and raw edge weights. Metadata carries
+ * circuit-tracer's fields (slug, scan, transcoder_list, prompt_tokens, prompt, node_threshold,
+ * schema_version 1) and Neuronpedia's generation and pruning settings.
  */
 import type { Graph, GraphNode } from "./graph.js";
 import type { PrunedGraph } from "./prune.js";
@@ -42,7 +48,8 @@ export interface NeuronpediaGraph {
     readonly prompt_tokens: readonly string[];
     readonly prompt: string;
     readonly node_threshold: number;
-    readonly schema_id: string;
+    readonly schema_version: number;
+    readonly transcoder_list: readonly string[];
     readonly info: Readonly<Record<string, string>>;
     readonly generation_settings: {
       readonly max_n_logits: number;
@@ -78,6 +85,8 @@ export interface NeuronpediaGraphOptions {
     batchSize: number;
     maxFeatureNodes: number;
   };
+  /** The dictionaries, as `metadata.transcoder_list`. */
+  readonly transcoderList?: readonly string[];
   /** A label per feature node index (e.g. from the feature statistics), else "". */
   readonly featureLabel?: (node: Extract<GraphNode, { kind: "feature" }>) => string;
 }
@@ -96,18 +105,38 @@ export function nodeId(node: GraphNode, layers: number): string {
   }
 }
 
+/** circuit-tracer's feature number of (layer, feature): the Cantor pairing. */
+export function cantor(layer: number, feature: number): number {
+  return ((layer + feature) * (layer + feature + 1)) / 2 + feature;
+}
+
+/** Each node's cumulative share of the total influence, nodes sorted by influence (descending). */
+function cumulativeShares(influence: Float64Array): Float64Array {
+  const order = Array.from(influence.keys()).sort((a, b) => influence[b] - influence[a] || a - b);
+  let total = 0;
+  for (const v of influence) total += v;
+  const out = new Float64Array(influence.length);
+  let cum = 0;
+  for (const i of order) {
+    cum += influence[i];
+    out[i] = total > 0 ? cum / total : 0;
+  }
+  return out;
+}
+
 export function neuronpediaGraph(g: Graph, p: PrunedGraph, o: NeuronpediaGraphOptions): NeuronpediaGraph {
   let firstLogit = true;
+  const shares = cumulativeShares(p.influence);
   const toNode = (i: number): NeuronpediaNode => {
     const node = g.nodes[i];
-    const influence = p.influence[i];
+    const influence = shares[i];
     const base = { run_idx: 0, reverse_ctx_idx: 0, token_prob: 0, is_target_logit: false };
     switch (node.kind) {
       case "feature":
         return {
           ...base,
           node_id: nodeId(node, g.layers),
-          feature: node.feature,
+          feature: cantor(node.layer, node.feature),
           layer: String(node.layer),
           ctx_idx: node.position,
           feature_type: "cross layer transcoder",
@@ -120,11 +149,11 @@ export function neuronpediaGraph(g: Graph, p: PrunedGraph, o: NeuronpediaGraphOp
         return {
           ...base,
           node_id: nodeId(node, g.layers),
-          feature: null,
+          feature: -1,
           layer: String(node.layer),
           ctx_idx: node.position,
           feature_type: "mlp reconstruction error",
-          jsNodeId: `${node.layer}_0-0`,
+          jsNodeId: `${node.layer}_${node.position}-0`,
           clerp: `Err: mlp "${o.promptTokens[node.position] ?? ""}"`,
           influence,
           activation: null,
@@ -133,7 +162,7 @@ export function neuronpediaGraph(g: Graph, p: PrunedGraph, o: NeuronpediaGraphOp
         return {
           ...base,
           node_id: nodeId(node, g.layers),
-          feature: null,
+          feature: 0,
           layer: "E",
           ctx_idx: node.position,
           feature_type: "embedding",
@@ -154,7 +183,7 @@ export function neuronpediaGraph(g: Graph, p: PrunedGraph, o: NeuronpediaGraphOp
           feature_type: "logit",
           jsNodeId: `L_${node.token}-${node.position}`,
           clerp: `Output "${o.tokenText(node.token)}" (p=${node.probability.toFixed(3)})`,
-          influence,
+          influence: null,
           activation: null,
           token_prob: node.probability,
           is_target_logit: target,
@@ -162,13 +191,12 @@ export function neuronpediaGraph(g: Graph, p: PrunedGraph, o: NeuronpediaGraphOp
       }
     }
   };
+  const linked = new Set<number>([...p.edges.source, ...p.edges.target]);
+  const emitted = Array.from(p.nodes).filter((i) => i >= g.firstToken || linked.has(i));
   const nodes: NeuronpediaNode[] = [];
-  for (const i of p.nodes) nodes.push(toNode(i));
-  const ids = Array.from(p.nodes, (i) => nodeId(g.nodes[i], g.layers));
+  for (const i of emitted) nodes.push(toNode(i));
   const idOf = new Map<number, string>();
-  Array.from(p.nodes).forEach((node, k) => {
-    idOf.set(node, ids[k]);
-  });
+  for (const i of emitted) idOf.set(i, nodeId(g.nodes[i], g.layers));
   const links: NeuronpediaLink[] = [];
   for (let e = 0; e < p.edges.source.length; e++)
     links.push({
@@ -183,7 +211,8 @@ export function neuronpediaGraph(g: Graph, p: PrunedGraph, o: NeuronpediaGraphOp
       prompt_tokens: [...o.promptTokens],
       prompt: o.prompt,
       node_threshold: p.nodeThreshold,
-      schema_id: "",
+      schema_version: 1,
+      transcoder_list: [...(o.transcoderList ?? [])],
       info: { creator_name: "glassbox", creator_url: "", source_urls: "", generator: "glassbox graph" },
       generation_settings: {
         max_n_logits: o.generation.maxLogits,

@@ -215,13 +215,24 @@ describe("graph JSON, interventions and the CLI on tiny-gemma3", () => {
       generation: { maxLogits: 10, logitProbability: 0.95, batchSize: 32, maxFeatureNodes: 64 },
     });
     assert.deepEqual(graphProblems(JSON.parse(JSON.stringify(np))), []);
-    assert.equal(np.nodes.length, p.nodes.length);
+    // Kept nodes with a link, and every token and logit.
+    assert.ok(np.nodes.length <= p.nodes.length);
+    const linked = new Set(np.links.flatMap((l) => [l.source, l.target]));
+    for (const x of np.nodes)
+      assert.ok(linked.has(x.node_id) || x.feature_type === "embedding" || x.feature_type === "logit");
     assert.equal(np.links.length, p.edges.source.length);
     const byType = (t: string) => np.nodes.filter((n) => n.feature_type === t);
     assert.equal(byType("embedding").length, ids.length, "every token kept");
     assert.equal(byType("logit").length, a.nLogits, "every logit kept");
     assert.equal(np.nodes.filter((n) => n.is_target_logit).length, 1);
-    for (const n of byType("cross layer transcoder")) assert.match(n.node_id, /^\d+_\d+_\d+$/);
+    for (const n of byType("cross layer transcoder")) {
+      assert.match(n.node_id, /^\d+_\d+_\d+$/);
+      // feature is circuit-tracer's Cantor pairing of (layer, index).
+      const [l, f] = n.node_id.split("_").map(Number);
+      assert.equal(n.feature, ((l + f) * (l + f + 1)) / 2 + f);
+      assert.ok(n.influence !== null && n.influence > 0 && n.influence <= 1 + 1e-9, "cumulative share");
+    }
+    assert.equal(np.metadata.schema_version, 1);
     for (const n of byType("mlp reconstruction error")) assert.match(n.node_id, /^0_\d+_\d+$/);
     for (const n of byType("embedding")) assert.match(n.node_id, /^E_\d+_\d+$/);
     for (const n of byType("logit")) {

@@ -247,6 +247,7 @@ export function runGraph(flags: GraphFlags, prompt: string | undefined): GraphSu
       promptTokens,
       tokenText: (id) => tokenText(tok, id),
       generation: { maxLogits, logitProbability, batchSize, maxFeatureNodes },
+      transcoderList: loaded.paths,
       ...(labeller === null ? {} : { featureLabel: (n) => labeller(n.layer, n.feature) }),
     });
     const info: GlassboxGraphInfo = {
