@@ -320,12 +320,14 @@ describe("graph JSON, interventions and the CLI on tiny-gemma3", () => {
     assert.equal(JSON.parse(readFileSync(out, "utf8")).metadata.scan, "tiny-gemma3");
     const f = g.nodes.find((n) => n.feature_type === "cross layer transcoder");
     assert.ok(f !== undefined);
+    // node_id is layer_index_position (feature is circuit-tracer's Cantor number).
+    const [fl, fi, fp] = f.node_id.split("_");
     const iv = runCli([
       "graph",
       "intervene",
       out,
       "--set",
-      `${f.layer}:${f.ctx_idx}:${f.feature}=0`,
+      `${fl}:${fp}:${fi}=0`,
       "--json",
     ]);
     assert.equal(iv.status, 0, iv.stderr);
