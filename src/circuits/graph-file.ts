@@ -8,6 +8,7 @@
 import { readFileSync } from "node:fs";
 import { CircuitError } from "../core/errors.js";
 import { writeFileAtomicSync } from "../io/atomic-file.js";
+import { readGraphBinary } from "./graph-binary.js";
 import type { NeuronpediaGraph } from "./neuronpedia-graph.js";
 
 export const GRAPH_FORMAT = "glassbox-graph";
@@ -103,19 +104,35 @@ export function graphProblems(v: unknown): string[] {
   return out;
 }
 
-/** Reads and checks a graph file; `needGlassbox` also requires the rebuild metadata. */
+/**
+ * Reads and checks a graph file, JSON or the binary form (graph-binary.ts, told apart by its first
+ * byte); `needGlassbox` also requires the rebuild metadata.
+ */
 export function readGraphFile(path: string, needGlassbox = false): GraphFile {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readFileSync(path, "utf8");
+    bytes = readFileSync(path);
   } catch (e) {
     throw new CircuitError(`cannot read it (${e instanceof Error ? e.message : String(e)})`, path);
   }
   let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    throw new CircuitError("not JSON", path);
+  const first = bytes.subarray(0, 64).toString("utf8").trimStart();
+  if (first.startsWith("{")) {
+    try {
+      v = JSON.parse(bytes.toString("utf8"));
+    } catch {
+      throw new CircuitError("not JSON", path);
+    }
+  } else {
+    try {
+      v = readGraphBinary(path);
+    } catch (e) {
+      if (e instanceof CircuitError) throw e;
+      throw new CircuitError(
+        `neither graph JSON nor a binary graph file (${e instanceof Error ? e.message : String(e)})`,
+        path,
+      );
+    }
   }
   const problems = graphProblems(v);
   if (problems.length > 0)

@@ -11,6 +11,12 @@ export {
 } from "./attribute.js";
 export { type Graph, type GraphNode, toGraph } from "./graph.js";
 export {
+  GRAPH_BINARY_FORMAT,
+  GRAPH_BINARY_VERSION,
+  readGraphBinary,
+  writeGraphBinary,
+} from "./graph-binary.js";
+export {
   type GlassboxGraphInfo,
   GRAPH_FORMAT,
   GRAPH_FORMAT_VERSION,

@@ -17,6 +17,7 @@ import { after, describe, test } from "node:test";
 import { attribute, edge, influence, nodeIndex } from "../../src/circuits/attribute.js";
 import type { Graph, GraphNode } from "../../src/circuits/graph.js";
 import { toGraph } from "../../src/circuits/graph.js";
+import { readGraphBinary, writeGraphBinary } from "../../src/circuits/graph-binary.js";
 import { graphProblems, readGraphFile } from "../../src/circuits/graph-file.js";
 import { frozenLogits, liveInterventions } from "../../src/circuits/intervene.js";
 import { neuronpediaGraph, nodeId } from "../../src/circuits/neuronpedia-graph.js";
@@ -240,6 +241,14 @@ describe("graph JSON, interventions and the CLI on tiny-gemma3", () => {
       assert.equal(n.node_id, `7_${n.feature}_${ids.length - 1}`);
     }
     assert.equal(nodeId({ kind: "feature", layer: 3, position: 4, feature: 17, activation: 1 }, 6), "3_17_4");
+    // The binary form gives back the same graph (edge weights are float32 in both), and is smaller.
+    const bin = join(dir, "g.safetensors");
+    writeGraphBinary(bin, np);
+    const back = readGraphBinary(bin);
+    assert.deepEqual(back, JSON.parse(JSON.stringify(np)));
+    assert.deepEqual(readGraphFile(bin), back, "readGraphFile reads both forms");
+    const jsonBytes = Buffer.byteLength(JSON.stringify(np));
+    assert.ok(readFileSync(bin).length < jsonBytes / 2, `${readFileSync(bin).length} vs ${jsonBytes} bytes`);
     // The schema check names what is wrong.
     const broken = JSON.parse(JSON.stringify(np));
     broken.links[0].target = "nope";
@@ -322,14 +331,7 @@ describe("graph JSON, interventions and the CLI on tiny-gemma3", () => {
     assert.ok(f !== undefined);
     // node_id is layer_index_position (feature is circuit-tracer's Cantor number).
     const [fl, fi, fp] = f.node_id.split("_");
-    const iv = runCli([
-      "graph",
-      "intervene",
-      out,
-      "--set",
-      `${fl}:${fp}:${fi}=0`,
-      "--json",
-    ]);
+    const iv = runCli(["graph", "intervene", out, "--set", `${fl}:${fp}:${fi}=0`, "--json"]);
     assert.equal(iv.status, 0, iv.stderr);
     const rep2 = JSON.parse(iv.stdout) as { before: { token: number }[]; after: { token: number }[] };
     assert.equal(rep2.before[0].token, a.logits[0].token);

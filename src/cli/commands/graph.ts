@@ -18,6 +18,7 @@ import { basename, join, resolve } from "node:path";
 import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
 import { defaultBackend } from "../../backends/index.js";
+import { writeGraphBinary } from "../../circuits/graph-binary.js";
 import {
   type GlassboxGraphInfo,
   GRAPH_FORMAT,
@@ -260,7 +261,9 @@ export function runGraph(flags: GraphFlags, prompt: string | undefined): GraphSu
       bos_features: flags.bosFeatures === true,
       scores: r.scores,
     };
-    writeGraphFile(flags.out, { ...np, metadata: { ...np.metadata, glassbox: info } });
+    const file = { ...np, metadata: { ...np.metadata, glassbox: info } };
+    if (flags.out.endsWith(".safetensors")) writeGraphBinary(flags.out, file);
+    else writeGraphFile(flags.out, file);
   } finally {
     db?.close();
   }
@@ -433,7 +436,11 @@ export function registerGraph(program: Command): void {
     .option("--transcoders <dir>", "per-layer transcoder folders, or a folder of them (repeatable)", collect)
     .option("--clt <dir>", "a cross-layer transcoder folder")
     .option("--stats <file>", "feature statistics database (features build) for node labels")
-    .option("--out <file>", "graph JSON to write", "graph.json")
+    .option(
+      "--out <file>",
+      "graph file to write: JSON, or the compact binary form if it ends in .safetensors",
+      "graph.json",
+    )
     .option("--max-feature-nodes <n>", "most features whose inputs are attributed", "7500")
     .option("--node-threshold <x>", "cumulative influence of the nodes kept", "0.8")
     .option("--edge-threshold <y>", "cumulative influence of the edges kept", "0.98")
