@@ -107,7 +107,7 @@ export function logitTargets(logits: Float32Array, max: number, p: number): Logi
 }
 
 /** Demeaned unembedding rows of `tokens` [d_model each]: W_U[v] - mean over the vocabulary of W_U. */
-function demeanedUnembedding(rep: LocalReplacement, tokens: readonly number[]): Float32Array[] {
+export function demeanedUnembedding(rep: LocalReplacement, tokens: readonly number[]): Float32Array[] {
   const w = rep.model.weights.lmHead;
   const [V, D] = w.shape;
   const mean = new Float64Array(D);

@@ -1,8 +1,19 @@
 /** Attribution graphs: the public API. */
 export {
+  type HeadSplit,
+  headOutput,
+  headSplit,
+  type QkContributions,
+  type QkShare,
+  qkContributions,
+  queryKey,
+  residPreOf,
+} from "./attention.js";
+export {
   type Attribution,
   type AttributionOptions,
   attribute,
+  demeanedUnembedding,
   edge,
   influence,
   type LogitTarget,

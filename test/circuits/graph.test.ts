@@ -335,6 +335,36 @@ describe("graph JSON, interventions and the CLI on tiny-gemma3", () => {
     assert.equal(iv.status, 0, iv.stderr);
     const rep2 = JSON.parse(iv.stdout) as { before: { token: number }[]; after: { token: number }[] };
     assert.equal(rep2.before[0].token, a.logits[0].token);
+    // graph attention: the edge split by head; the head's score split by the graph's nodes.
+    const tokenId = g.nodes.find((n) => n.feature_type === "embedding" && n.ctx_idx === 4)?.node_id as string;
+    const logitId = g.nodes.find((n) => n.is_target_logit)?.node_id as string;
+    const at = runCli([
+      "graph",
+      "attention",
+      out,
+      "--source",
+      tokenId,
+      "--target",
+      logitId,
+      "--top",
+      "3",
+      "--json",
+    ]);
+    assert.equal(at.status, 0, at.stderr);
+    const ar = JSON.parse(at.stdout) as {
+      edge: number;
+      heads: { part: number }[];
+      qk: { score: number; key_side: { node: string; share: number }[] } | null;
+    };
+    const tok = ids.length - 1 >= 4 ? nodeIndex.token(a, 4) : 0;
+    assert.ok(Math.abs(ar.edge - edge(a, tok, nodeIndex.logit(a, 0))) < 1e-4 * (1 + Math.abs(ar.edge)));
+    assert.equal(ar.heads.length, 3);
+    assert.ok(
+      ar.qk !== null && ar.qk.key_side[0].node === tokenId,
+      "at layer 0 only the token makes up the key",
+    );
+    const bad = runCli(["graph", "attention", out, "--source", "9_9_9", "--target", logitId]);
+    assert.match(bad.stderr, /--source: no node 9_9_9 in the graph/);
     // Errors name the argument.
     const e1 = runCli(["graph", "--model", MODEL, "--transcoders", tcs[0], "--out", out, PROMPT]);
     assert.equal(e1.status, 1);

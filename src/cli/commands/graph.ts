@@ -18,16 +18,20 @@ import { basename, join, resolve } from "node:path";
 import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
 import { defaultBackend } from "../../backends/index.js";
+import { headSplit, qkContributions } from "../../circuits/attention.js";
+import { demeanedUnembedding } from "../../circuits/attribute.js";
 import { writeGraphBinary } from "../../circuits/graph-binary.js";
 import {
   type GlassboxGraphInfo,
   GRAPH_FORMAT,
   GRAPH_FORMAT_VERSION,
+  type GraphFile,
   readGraphFile,
   writeGraphFile,
 } from "../../circuits/graph-file.js";
-import { frozenLogits, type GraphEdit, liveInterventions } from "../../circuits/intervene.js";
+import { activationOf, frozenLogits, type GraphEdit, liveInterventions } from "../../circuits/intervene.js";
 import { featureLabeller } from "../../circuits/labels.js";
+import type { Seed, Write } from "../../circuits/linear.js";
 import { neuronpediaGraph } from "../../circuits/neuronpedia-graph.js";
 import { type GraphPath, topPaths } from "../../circuits/paths.js";
 import { LocalReplacement } from "../../circuits/replacement.js";
@@ -367,13 +371,8 @@ export interface InterveneReport {
   readonly generation?: { readonly before: string; readonly after: string };
 }
 
-export function runIntervene(path: string, flags: InterveneFlags): InterveneReport {
-  const mode = flags.mode;
-  if (mode !== "frozen" && mode !== "live")
-    throw new UsageError(`must be frozen or live, got ${JSON.stringify(mode)}`, "--mode");
-  const edits = [...(flags.set ?? []).map(parseSet), ...(flags.ablateError ?? []).map(parseError)];
-  if (edits.length === 0) throw new UsageError("no edits: give --set L:P:I=V or --ablate-error L:P");
-  const top = intFlag(flags.top, "--top", 1);
+/** The replacement model a graph file was built from (its `metadata.glassbox`). */
+function rebuild(path: string): { g: GraphFile; rep: LocalReplacement; tok: Tokenizer | null } {
   const g = readGraphFile(path, true);
   const info = g.metadata.glassbox as GlassboxGraphInfo;
   const model = loadGemma3(info.model, defaultBackend());
@@ -381,6 +380,19 @@ export function runIntervene(path: string, flags: InterveneFlags): InterveneRepo
   const set = TranscoderSet.from(dicts, model.config);
   const rep = LocalReplacement.build(model, set, info.prompt_ids, { bosFeatures: info.bos_features });
   const tok = existsSync(join(info.model, "tokenizer.json")) ? Tokenizer.fromDir(info.model) : null;
+  return { g, rep, tok };
+}
+
+export function runIntervene(path: string, flags: InterveneFlags): InterveneReport {
+  const mode = flags.mode;
+  if (mode !== "frozen" && mode !== "live")
+    throw new UsageError(`must be frozen or live, got ${JSON.stringify(mode)}`, "--mode");
+  const edits = [...(flags.set ?? []).map(parseSet), ...(flags.ablateError ?? []).map(parseError)];
+  if (edits.length === 0) throw new UsageError("no edits: give --set L:P:I=V or --ablate-error L:P");
+  const top = intFlag(flags.top, "--top", 1);
+  const { g, rep, tok } = rebuild(path);
+  const info = g.metadata.glassbox as GlassboxGraphInfo;
+  const model = rep.model;
   const show = (xs: { token: number; probability: number }[]) =>
     xs.map((x) => ({ ...x, text: tokenText(tok, x.token) }));
   let after: Float32Array;
@@ -407,6 +419,147 @@ export function runIntervene(path: string, flags: InterveneFlags): InterveneRepo
     return { ...report, generation: { before: text(base.tokens[0]), after: text(edited.tokens[0]) } };
   }
   return report;
+}
+
+interface AttentionFlags {
+  source: string;
+  target: string;
+  top: string;
+  json?: boolean;
+}
+
+/** A graph node's writes (as a source) and read vector (as a target), from its file entry. */
+function nodeOf(rep: LocalReplacement, g: GraphFile, id: string, flag: string) {
+  const n = g.nodes.find((x) => x.node_id === id);
+  if (n === undefined) throw new UsageError(`no node ${id} in the graph`, flag);
+  const parts = id.split("_").map(Number);
+  const D = rep.model.config.dModel;
+  const T = rep.length;
+  switch (n.feature_type) {
+    case "cross layer transcoder": {
+      const [layer, feature, position] = parts;
+      const a = activationOf(rep, layer, position, feature);
+      const rows = rep.transcoders.decoderRows(layer, feature);
+      const writes: Write[] = rep.transcoders
+        .targetLayers(layer)
+        .map((t, k) => ({ layer: t, position, vector: rows[k].map((v) => v * a) }));
+      const seed: Seed = {
+        at: "mid",
+        layer,
+        position,
+        vector: rep.transcoders.encoderColumn(layer, feature),
+      };
+      return { n, position, writes, seed };
+    }
+    case "mlp reconstruction error": {
+      const [, layer, position] = parts;
+      const writes: Write[] = [
+        { layer, position, vector: rep.layers[layer].error.slice(position * D, (position + 1) * D) },
+      ];
+      return { n, position, writes, seed: null };
+    }
+    case "embedding": {
+      const position = parts[2];
+      const writes: Write[] = [
+        { layer: -1, position, vector: rep.embedding.slice(position * D, (position + 1) * D) },
+      ];
+      return { n, position, writes, seed: null };
+    }
+    default: {
+      const token = parts[1];
+      const [v] = demeanedUnembedding(rep, [token]);
+      const seed: Seed = { at: "final", layer: rep.layers.length - 1, position: T - 1, vector: v };
+      return { n, position: T - 1, writes: [] as Write[], seed };
+    }
+  }
+}
+
+export interface AttentionReport {
+  readonly source: string;
+  readonly target: string;
+  readonly edge: number;
+  readonly stayed: number;
+  readonly heads: { layer: number; head: number; part: number; share: number }[];
+  /** For the head carrying most of the edge: the score from the target's position to the source's, split by the graph's nodes. */
+  readonly qk: {
+    layer: number;
+    head: number;
+    query: number;
+    key: number;
+    score: number;
+    probability: number;
+    key_side: { node: string; share: number }[];
+    query_side: { node: string; share: number }[];
+  } | null;
+}
+
+export function runAttention(path: string, flags: AttentionFlags): AttentionReport {
+  const top = intFlag(flags.top, "--top", 1);
+  const { g, rep } = rebuild(path);
+  const src = nodeOf(rep, g, flags.source, "--source");
+  const tgt = nodeOf(rep, g, flags.target, "--target");
+  if (src.writes.length === 0)
+    throw new UsageError(`${flags.source} is a logit: it has no outgoing edges`, "--source");
+  if (tgt.seed === null)
+    throw new UsageError(`${flags.target} is not a feature or a logit: it has no incoming edges`, "--target");
+  const split = headSplit(rep, src.writes, tgt.seed);
+  const heads = split.parts
+    .flatMap((row, layer) =>
+      Array.from(row, (part, head) => ({
+        layer,
+        head,
+        part,
+        share: split.total === 0 ? 0 : part / split.total,
+      })),
+    )
+    .sort((a, b) => Math.abs(b.part) - Math.abs(a.part))
+    .slice(0, top);
+  let qk: AttentionReport["qk"] = null;
+  const best = heads[0];
+  if (best !== undefined && best.part !== 0 && src.position <= tgt.position) {
+    const others = g.nodes.filter((n) => n.feature_type !== "logit");
+    const sources = others.map((n) => nodeOf(rep, g, n.node_id, "--source").writes);
+    const r = qkContributions(rep, best.layer, best.head, tgt.position, src.position, sources);
+    const T = rep.length;
+    const prob = rep.layers[best.layer].pattern.data[(best.head * T + tgt.position) * T + src.position];
+    const rank = (side: "key" | "query") =>
+      r.shares
+        .map((s) => ({ node: others[s.source].node_id, share: s[side] }))
+        .sort((a, b) => Math.abs(b.share) - Math.abs(a.share))
+        .slice(0, top);
+    qk = {
+      layer: best.layer,
+      head: best.head,
+      query: tgt.position,
+      key: src.position,
+      score: r.score,
+      probability: prob,
+      key_side: rank("key"),
+      query_side: rank("query"),
+    };
+  }
+  return { source: flags.source, target: flags.target, edge: split.total, stayed: split.stayed, heads, qk };
+}
+
+function attentionText(r: AttentionReport): string {
+  const lines = [
+    `edge       ${r.source} -> ${r.target}: ${r.edge.toPrecision(4)} (${r.stayed.toPrecision(3)} never leaves the source position)`,
+    "by the head where it first leaves the source position:",
+    ...r.heads.map(
+      (h) => `  layer ${h.layer} head ${h.head}  ${h.part.toPrecision(4)}  (${(100 * h.share).toFixed(1)} %)`,
+    ),
+  ];
+  if (r.qk !== null) {
+    const q = r.qk;
+    lines.push(
+      `attention of layer ${q.layer} head ${q.head}, query position ${q.query} -> key position ${q.key}: score ${q.score.toPrecision(4)}, probability ${q.probability.toFixed(3)}`,
+      "  key side (what the source position offers):",
+      ...q.key_side.map((s) => `    ${s.node.padEnd(16)} ${s.share.toPrecision(4)}`),
+      "  query side (what the target position looks for):",
+      ...q.query_side.map((s) => `    ${s.node.padEnd(16)} ${s.share.toPrecision(4)}`),
+    );
+  }
+  return `${lines.join("\n")}\n`;
 }
 
 function interveneText(r: InterveneReport): string {
@@ -481,5 +634,17 @@ export function registerGraph(program: Command): void {
     .action((path: string, flags: InterveneFlags) => {
       const r = runIntervene(path, flags);
       process.stdout.write(flags.json ? jsonLine(r) : interveneText(r));
+    });
+  graph
+    .command("attention")
+    .description("split an edge by the attention head that carries it, and the head's score by source nodes")
+    .argument("<graph>", "graph file written by glassbox graph")
+    .requiredOption("--source <id>", "source node_id (feature, error or embedding)")
+    .requiredOption("--target <id>", "target node_id (feature or logit)")
+    .option("--top <k>", "heads and score shares shown", "5")
+    .option("--json", "print one JSON object")
+    .action((path: string, flags: AttentionFlags) => {
+      const r = runAttention(path, flags);
+      process.stdout.write(flags.json ? jsonLine(r) : attentionText(r));
     });
 }
