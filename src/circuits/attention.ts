@@ -38,6 +38,16 @@ function scaleOf(rep: LocalReplacement, n: { rinv: Float32Array; g: Float32Array
   return makeF32(rep.backend, [1, T, D], s);
 }
 
+/** The skip path of layer l applied to a change at resid_mid [T * D] (null without skip connections). */
+function skipOf(rep: LocalReplacement, l: number, mid: Float32Array): Float32Array | null {
+  const A = rep.transcoders.skip(l);
+  if (A === null) return null;
+  const T = rep.length;
+  const D = rep.model.config.dModel;
+  return matmul(mul(makeF32(rep.backend, [1, T, D], mid), scaleOf(rep, rep.layers[l].preFeedforward)), A)
+    .data;
+}
+
 /** Head h of layer l applied to x [T * D] at resid_pre: its share of attn_out (after the frozen post-norm). */
 export function headOutput(rep: LocalReplacement, l: number, h: number, x: Float32Array): Float32Array {
   const c = rep.model.config;
@@ -74,14 +84,8 @@ function fromMid(rep: LocalReplacement, l: number, moved: Float32Array, target: 
   }
   // resid_post of layer l gets moved + its skip path; `propagate` carries writes at layer l on.
   const post = moved.slice();
-  const A = rep.transcoders.skip(l);
-  if (A !== null) {
-    const sk = matmul(
-      mul(makeF32(rep.backend, [1, T, D], moved), scaleOf(rep, rep.layers[l].preFeedforward)),
-      A,
-    ).data;
-    for (let i = 0; i < post.length; i++) post[i] += sk[i];
-  }
+  const sk = skipOf(rep, l, moved);
+  if (sk !== null) for (let i = 0; i < post.length; i++) post[i] += sk[i];
   const writes: Write[] = [];
   for (let p = 0; p < T; p++) {
     const v = post.subarray(p * D, (p + 1) * D);
@@ -117,14 +121,8 @@ export function headSplit(rep: LocalReplacement, writes: readonly Write[], targe
     }
     stayMid.push(mid);
     const post = mid.slice();
-    const A = rep.transcoders.skip(l);
-    if (A !== null) {
-      const sk = matmul(
-        mul(makeF32(rep.backend, [1, T, D], mid), scaleOf(rep, rep.layers[l].preFeedforward)),
-        A,
-      ).data;
-      for (let j = 0; j < D; j++) post[ps * D + j] += sk[ps * D + j];
-    }
+    const sk = skipOf(rep, l, mid);
+    if (sk !== null) for (let j = 0; j < D; j++) post[ps * D + j] += sk[ps * D + j];
     for (const w of writes) if (w.layer === l) for (let j = 0; j < D; j++) post[ps * D + j] += w.vector[j];
     stay = post;
   }
@@ -296,14 +294,8 @@ export function residPreOf(rep: LocalReplacement, writes: readonly Write[], l: n
   const prop = propagate(rep, early);
   const mid = prop.mid[l - 1];
   const post = mid.slice();
-  const A = rep.transcoders.skip(l - 1);
-  if (A !== null) {
-    const sk = matmul(
-      mul(makeF32(rep.backend, [1, T, D], mid), scaleOf(rep, rep.layers[l - 1].preFeedforward)),
-      A,
-    ).data;
-    for (let i = 0; i < post.length; i++) post[i] += sk[i];
-  }
+  const sk = skipOf(rep, l - 1, mid);
+  if (sk !== null) for (let i = 0; i < post.length; i++) post[i] += sk[i];
   for (const w of early)
     if (w.layer === l - 1) for (let j = 0; j < D; j++) post[w.position * D + j] += w.vector[j];
   return post;

@@ -47,6 +47,7 @@ export {
   neuronpediaGraph,
   nodeId,
 } from "./neuronpedia-graph.js";
+export { sourceWrites, targetSeed } from "./nodes.js";
 export { type GraphPath, topPaths } from "./paths.js";
 export {
   type GraphScores,

@@ -16,6 +16,7 @@ import { describe, test } from "node:test";
 import { headOutput, headSplit, qkContributions, queryKey } from "../../src/circuits/attention.js";
 import { type Attribution, attribute, edge, nodeIndex } from "../../src/circuits/attribute.js";
 import { propagate, type Seed, type Write } from "../../src/circuits/linear.js";
+import { sourceWrites, targetSeed } from "../../src/circuits/nodes.js";
 import { LocalReplacement } from "../../src/circuits/replacement.js";
 import { TranscoderSet } from "../../src/circuits/transcoders.js";
 import { loadDictionary } from "../../src/dictionaries/load.js";
@@ -26,57 +27,13 @@ import { backend, MODEL } from "../features/helpers.js";
 import { tinyModel } from "../model/helpers.js";
 import { type RandomKind, randomTranscoders } from "./helpers.js";
 
-function logitSeed(a: Attribution, k: number): Seed {
-  const rep = a.replacement;
-  const w = rep.model.weights.lmHead;
-  const all = w.toFloat32Array();
-  const [V, D] = w.shape;
-  const v = new Float32Array(D);
-  for (let t = 0; t < V; t++) for (let j = 0; j < D; j++) v[j] -= all[t * D + j] / V;
-  for (let j = 0; j < D; j++) v[j] += all[a.logits[k].token * D + j];
-  return { at: "final", layer: rep.layers.length - 1, position: rep.length - 1, vector: v };
-}
-
-function featureSeed(a: Attribution, i: number): Seed {
-  const f = a.replacement.features;
-  return {
-    at: "mid",
-    layer: f.layer[i],
-    position: f.position[i],
-    vector: a.replacement.transcoders.encoderColumn(f.layer[i], f.feature[i]),
-  };
-}
-
-function writesOf(a: Attribution, s: number): Write[] {
-  const rep = a.replacement;
-  const D = rep.model.config.dModel;
-  const T = rep.length;
-  const f = rep.features;
-  if (s < a.nFeatures) {
-    const rows = rep.transcoders.decoderRows(f.layer[s], f.feature[s]);
-    return rep.transcoders.targetLayers(f.layer[s]).map((t, k) => ({
-      layer: t,
-      position: f.position[s],
-      vector: rows[k].map((v) => v * f.activation[s]),
-    }));
-  }
-  if (s < nodeIndex.token(a, 0)) {
-    const e = s - a.nFeatures;
-    const l = Math.floor(e / T);
-    const p = e % T;
-    return [{ layer: l, position: p, vector: rep.layers[l].error.slice(p * D, (p + 1) * D) }];
-  }
-  const p = s - nodeIndex.token(a, 0);
-  return [{ layer: -1, position: p, vector: rep.embedding.slice(p * D, (p + 1) * D) }];
-}
-
 function checkSplits(a: Attribution, sources: readonly number[], what: string): void {
-  const targets: [number, Seed][] = [[nodeIndex.logit(a, 0), logitSeed(a, 0)]];
+  const targets: [number, Seed][] = [[nodeIndex.logit(a, 0), targetSeed(a, nodeIndex.logit(a, 0)) as Seed]];
   const deep = Array.from(a.visited).find((i) => a.replacement.features.layer[i] >= 2);
-  if (deep !== undefined) targets.push([deep, featureSeed(a, deep)]);
+  if (deep !== undefined) targets.push([deep, targetSeed(a, deep) as Seed]);
   for (const [t, seed] of targets) {
     for (const s of sources) {
-      const split = headSplit(a.replacement, writesOf(a, s), seed);
+      const split = headSplit(a.replacement, sourceWrites(a, s), seed);
       let sum = split.stayed;
       for (const row of split.parts) for (const x of row) sum += x;
       const want = edge(a, s, t);
@@ -132,7 +89,7 @@ describe("attention attribution on a random GQA config", () => {
     const T = ids.length;
     // Every node's writes, and the b_dec biases at every layer and position.
     const sources: Write[][] = [];
-    for (let s = 0; s < nodeIndex.logit(a, 0); s++) sources.push(writesOf(a, s));
+    for (let s = 0; s < nodeIndex.logit(a, 0); s++) sources.push(sourceWrites(a, s));
     for (let l = 0; l < model.config.layers; l++)
       sources.push(
         Array.from({ length: T }, (_, p) => ({ layer: l, position: p, vector: set.decoderBias(l) })),

@@ -14,7 +14,8 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { availableBackends } from "../../src/backends/index.js";
 import { type Attribution, attribute, edge, nodeIndex } from "../../src/circuits/attribute.js";
-import { propagate, readSeed, type Seed, type Write } from "../../src/circuits/linear.js";
+import { propagate, readSeed, type Seed } from "../../src/circuits/linear.js";
+import { sourceWrites, targetSeed } from "../../src/circuits/nodes.js";
 import { LocalReplacement } from "../../src/circuits/replacement.js";
 import { TranscoderSet } from "../../src/circuits/transcoders.js";
 import { CircuitError } from "../../src/core/errors.js";
@@ -27,51 +28,6 @@ import { tinyModel } from "../model/helpers.js";
 import { type RandomKind, randomTranscoders } from "./helpers.js";
 
 const KINDS: RandomKind[] = ["transcoders", "skip", "clt"];
-
-/** The read seed of a target row (a visited feature or a logit). */
-function seedOf(a: Attribution, row: number): Seed {
-  const rep = a.replacement;
-  const f = rep.features;
-  if (row < a.nFeatures)
-    return {
-      at: "mid",
-      layer: f.layer[row],
-      position: f.position[row],
-      vector: rep.transcoders.encoderColumn(f.layer[row], f.feature[row]),
-    };
-  const k = row - nodeIndex.logit(a, 0);
-  const w = rep.model.weights.lmHead;
-  const all = w.toFloat32Array();
-  const [V, D] = w.shape;
-  const v = new Float32Array(D);
-  for (let t = 0; t < V; t++) for (let j = 0; j < D; j++) v[j] -= all[t * D + j] / V;
-  for (let j = 0; j < D; j++) v[j] += all[a.logits[k].token * D + j];
-  return { at: "final", layer: rep.layers.length - 1, position: rep.length - 1, vector: v };
-}
-
-/** The writes of a source node. */
-function writesOf(a: Attribution, s: number): Write[] {
-  const rep = a.replacement;
-  const D = rep.model.config.dModel;
-  const T = rep.length;
-  if (s < a.nFeatures) {
-    const f = rep.features;
-    const rows = rep.transcoders.decoderRows(f.layer[s], f.feature[s]);
-    return rep.transcoders.targetLayers(f.layer[s]).map((t, k) => ({
-      layer: t,
-      position: f.position[s],
-      vector: rows[k].map((v) => v * f.activation[s]),
-    }));
-  }
-  if (s < nodeIndex.token(a, 0)) {
-    const e = s - a.nFeatures;
-    const l = Math.floor(e / T);
-    const p = e % T;
-    return [{ layer: l, position: p, vector: rep.layers[l].error.slice(p * D, (p + 1) * D) }];
-  }
-  const p = s - nodeIndex.token(a, 0);
-  return [{ layer: -1, position: p, vector: rep.embedding.slice(p * D, (p + 1) * D) }];
-}
 
 function rowSum(a: Attribution, row: number): number {
   let s = a.bias[row];
@@ -100,9 +56,9 @@ function checkCompleteness(a: Attribution, what: string): void {
 function checkEdges(a: Attribution, sources: readonly number[], what: string): void {
   const rep = a.replacement;
   const rows = [...Array.from({ length: a.nLogits }, (_, k) => nodeIndex.logit(a, k)), ...a.visited];
-  const seeds = rows.map((r) => seedOf(a, r));
+  const seeds = rows.map((r) => targetSeed(a, r) as Seed);
   for (const s of sources) {
-    const p = propagate(rep, writesOf(a, s));
+    const p = propagate(rep, sourceWrites(a, s));
     rows.forEach((t, i) => {
       const want = edge(a, s, t);
       const got = readSeed(rep, p, seeds[i]);
