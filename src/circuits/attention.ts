@@ -101,7 +101,8 @@ export function headSplit(rep: LocalReplacement, writes: readonly Write[], targe
   const D = c.dModel;
   if (writes.length === 0) throw new CircuitError("the source writes nothing");
   const ps = writes[0].position;
-  if (writes.some((w) => w.position !== ps)) throw new CircuitError("the writes must all be at one position (one source node)");
+  if (writes.some((w) => w.position !== ps))
+    throw new CircuitError("the writes must all be at one position (one source node)");
   const total = readSeed(rep, propagate(rep, writes), target);
   const parts = Array.from({ length: c.layers }, () => new Float64Array(c.heads));
   // The part still only at p_s, as resid_pre of the current layer.
