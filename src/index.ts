@@ -2,6 +2,7 @@
 
 export * from "./activations/index.js";
 export * from "./backends/index.js";
+export * from "./chat/index.js";
 export * from "./circuits/index.js";
 export * from "./core/autograd.js";
 export * from "./core/backend.js";

@@ -65,3 +65,9 @@ export class FeaturesError extends GlassboxError {}
  * argument.
  */
 export class CircuitError extends GlassboxError {}
+
+/**
+ * A chat-model analysis that cannot run (empty or malformed prompt sets, a model without a chat
+ * template, a direction that does not fit the model); the subject names the file or argument.
+ */
+export class ChatError extends GlassboxError {}
