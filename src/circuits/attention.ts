@@ -25,27 +25,14 @@ import { narrow } from "../core/ops/shape.js";
 import { makeF32 } from "../core/ops/util.js";
 import { fromStorage } from "../core/tensor.js";
 import { layerAttention } from "../model/gemma3/config.js";
-import { sites } from "../model/gemma3/sites.js";
-import { propagate, readSeed, type Seed, type Write } from "./linear.js";
+import { propagate, readSeed, type Seed, scales, skipForward, type Write } from "./linear.js";
 import type { LocalReplacement } from "./replacement.js";
-
-/** Frozen norm scale rinv[p] * g[j] as [1, T, D]. */
-function scaleOf(rep: LocalReplacement, n: { rinv: Float32Array; g: Float32Array }) {
-  const T = rep.length;
-  const D = n.g.length;
-  const s = new Float32Array(T * D);
-  for (let p = 0; p < T; p++) for (let j = 0; j < D; j++) s[p * D + j] = n.rinv[p] * n.g[j];
-  return makeF32(rep.backend, [1, T, D], s);
-}
 
 /** The skip path of layer l applied to a change at resid_mid [T * D] (null without skip connections). */
 function skipOf(rep: LocalReplacement, l: number, mid: Float32Array): Float32Array | null {
-  const A = rep.transcoders.skip(l);
-  if (A === null) return null;
-  const T = rep.length;
-  const D = rep.model.config.dModel;
-  return matmul(mul(makeF32(rep.backend, [1, T, D], mid), scaleOf(rep, rep.layers[l].preFeedforward)), A)
-    .data;
+  return (
+    skipForward(rep, l, makeF32(rep.backend, [1, rep.length, rep.model.config.dModel], mid))?.data ?? null
+  );
 }
 
 /** Head h of layer l applied to x [T * D] at resid_pre: its share of attn_out (after the frozen post-norm). */
@@ -55,13 +42,13 @@ export function headOutput(rep: LocalReplacement, l: number, h: number, x: Float
   const T = rep.length;
   const dh = c.headDim;
   const kv = Math.floor(h / (c.heads / c.kvHeads));
-  const xin = mul(makeF32(rep.backend, [T, c.dModel], x), scaleOf(rep, rep.layers[l].input));
+  const xin = mul(makeF32(rep.backend, [T, c.dModel], x), scales(rep).input[l]);
   const v = matmul(xin, narrow(w.vProj, 0, kv * dh, dh), { transB: true }); // [T, dh]
   const pattern = narrow(rep.layers[l].pattern, 1, h, 1); // [1, 1, T, T]
   const z = matmul(makeF32(rep.backend, [T, T], pattern.toFloat32Array()), v); // [T, dh]
   const oCols = narrow(w.oProj, 1, h * dh, dh).toFloat32Array(); // [D, dh]
   const o = matmul(z, makeF32(rep.backend, [c.dModel, dh], oCols), { transB: true }); // [T, D]
-  return mul(o, scaleOf(rep, rep.layers[l].postAttention)).data;
+  return mul(o, scales(rep).post[l]).data;
 }
 
 export interface HeadSplit {
@@ -162,28 +149,6 @@ function projectHead(
   return rope(makeF32(rep.backend, [1, 1, 1, dh], normed), tables.cos, tables.sin, { seqAxis: -3 }).data;
 }
 
-const capturedCache = new WeakMap<LocalReplacement, Map<string, Float32Array>>();
-
-/** attn_in or resid_pre of layer l on the prompt [T * D] (one forward per site, cached). */
-function captured(rep: LocalReplacement, kind: "attnIn" | "residPre", l: number): Float32Array {
-  let cache = capturedCache.get(rep);
-  if (cache === undefined) {
-    cache = new Map();
-    capturedCache.set(rep, cache);
-  }
-  const key = `${kind}/${l}`;
-  let hit = cache.get(key);
-  if (hit === undefined) {
-    const site = kind === "attnIn" ? sites.attnIn(l) : sites.residPre(l);
-    hit = rep.model
-      .forward([rep.ids], { capture: [site], logits: "none" })
-      .activations.get(site)
-      .toFloat32Array();
-    cache.set(key, hit);
-  }
-  return hit;
-}
-
 const rinvCache = new WeakMap<LocalReplacement, Map<string, number>>();
 
 /** 1 / sqrt(mean(raw^2) + eps) of head `head`'s raw query or key at position p on the prompt. */
@@ -199,7 +164,11 @@ function qkRinv(rep: LocalReplacement, l: number, which: "q" | "k", head: number
   const c = rep.model.config;
   const w = rep.model.weights.layers[l];
   const dh = c.headDim;
-  const attnIn = captured(rep, "attnIn", l).subarray(p * c.dModel, (p + 1) * c.dModel);
+  // attn_in = resid_pre through the input norm (frozen at the prompt, so exact there).
+  const inN = rep.layers[l].input;
+  const attnIn = new Float32Array(c.dModel);
+  for (let j = 0; j < c.dModel; j++)
+    attnIn[j] = rep.layers[l].residPre[p * c.dModel + j] * inN.rinv[p] * inN.g[j];
   const proj = which === "q" ? w.qProj : w.kProj;
   const raw = matmul(makeF32(rep.backend, [1, c.dModel], attnIn.slice()), narrow(proj, 0, head * dh, dh), {
     transB: true,
@@ -258,7 +227,7 @@ export function qkContributions(
   const D = c.dModel;
   if (k > q)
     throw new CircuitError(`key position ${k} is after query position ${q}: causal attention never reads it`);
-  const pre = captured(rep, "residPre", l);
+  const pre = rep.layers[l].residPre;
   const row = (p: number) => pre.slice(p * D, (p + 1) * D);
   const scale = c.queryPreAttnScalar ** -0.5;
   const { query, key } = queryKey(rep, l, h, q, k, row(q), row(k));
@@ -281,23 +250,5 @@ export function qkContributions(
 
 /** The change of resid_pre of layer l caused by `writes`, in the frozen model [T * D]. */
 export function residPreOf(rep: LocalReplacement, writes: readonly Write[], l: number): Float32Array {
-  const c = rep.model.config;
-  const T = rep.length;
-  const D = c.dModel;
-  // Writes at layer >= l do not reach resid_pre of l.
-  const early = writes.filter((w) => w.layer < l);
-  if (l === 0) {
-    const out = new Float32Array(T * D);
-    for (const w of early) for (let j = 0; j < D; j++) out[w.position * D + j] += w.vector[j];
-    return out;
-  }
-  // resid_pre of l = resid_post of l - 1 = mid of l - 1 + skip + writes at l - 1.
-  const prop = propagate(rep, early);
-  const mid = prop.mid[l - 1];
-  const post = mid.slice();
-  const sk = skipOf(rep, l - 1, mid);
-  if (sk !== null) for (let i = 0; i < post.length; i++) post[i] += sk[i];
-  for (const w of early)
-    if (w.layer === l - 1) for (let j = 0; j < D; j++) post[w.position * D + j] += w.vector[j];
-  return post;
+  return propagate(rep, writes).pre[l];
 }

@@ -39,7 +39,7 @@ function scale(rep: LocalReplacement, n: FrozenNorm): Tensor<"f32"> {
 }
 
 /** Per-layer scale tensors, built once per replacement. */
-interface Scales {
+export interface Scales {
   readonly input: Tensor<"f32">[];
   readonly post: Tensor<"f32">[];
   readonly pre: Tensor<"f32">[];
@@ -47,7 +47,8 @@ interface Scales {
 
 const scaleCache = new WeakMap<LocalReplacement, Scales>();
 
-function scales(rep: LocalReplacement): Scales {
+/** The frozen norms' scales as [1, T, D] tensors (input, post-attention, pre-feedforward per layer), built once per replacement. */
+export function scales(rep: LocalReplacement): Scales {
   let s = scaleCache.get(rep);
   if (s === undefined) {
     s = {
@@ -104,7 +105,8 @@ function skipBackward(rep: LocalReplacement, l: number, g: Tensor<"f32">): Tenso
   return mul(matmul(g, A, { transB: true }), scales(rep).pre[l]);
 }
 
-function skipForward(rep: LocalReplacement, l: number, mid: Tensor<"f32">): Tensor<"f32"> | null {
+/** Skip path of layer l, forward: a change at resid_mid -> its part at resid_post (null without skip). */
+export function skipForward(rep: LocalReplacement, l: number, mid: Tensor<"f32">): Tensor<"f32"> | null {
   const A = rep.transcoders.skip(l);
   if (A === null) return null;
   return matmul(mul(mid, scales(rep).pre[l]), A);
@@ -193,9 +195,11 @@ export interface Write {
   readonly vector: Float32Array;
 }
 
-/** What `propagate` reads: the change of every resid_mid (for features) and of the final norm input. */
+/** What `propagate` reads: the change of every resid_pre and resid_mid, and of the final norm input. */
 export interface Propagated {
-  /** [layers][T * D]: the change of resid_mid of each layer. */
+  /** [layers][T * D]: the change of resid_pre of each layer (what attention reads). */
+  readonly pre: readonly Float32Array[];
+  /** [layers][T * D]: the change of resid_mid of each layer (what features read). */
   readonly mid: readonly Float32Array[];
   /** [T * D]: the change of the final norm's input (resid_post of the last layer). */
   readonly final: Float32Array;
@@ -213,8 +217,10 @@ export function propagate(rep: LocalReplacement, writes: readonly Write[]): Prop
     return x;
   };
   let r = at(-1);
+  const pre: Float32Array[] = [];
   const mid: Float32Array[] = [];
   for (let l = 0; l < c.layers; l++) {
+    pre.push(r);
     const x = makeF32(rep.backend, [1, T, D], r);
     const m = attentionForward(rep, l, x).data;
     addInto(m, r);
@@ -225,11 +231,11 @@ export function propagate(rep: LocalReplacement, writes: readonly Write[]): Prop
     addInto(post, at(l));
     r = post;
   }
-  return { mid, final: r };
+  return { pre, mid, final: r };
 }
 
 /** A target's value change from `propagate`'s output: seed . N(x) at its site and position. */
-export function readSeed(rep: LocalReplacement, p: Propagated, s: Seed): number {
+export function readSeed(rep: LocalReplacement, p: Pick<Propagated, "mid" | "final">, s: Seed): number {
   const D = rep.model.config.dModel;
   const x = s.at === "final" ? p.final : p.mid[s.layer];
   const n = s.at === "final" ? rep.final : rep.layers[s.layer].preFeedforward;

@@ -77,6 +77,8 @@ export interface FrozenLayer {
   readonly pattern: Tensor<"f32">;
   /** True mlp_out minus the reconstruction from the feature nodes, b_dec and skip [T * d_model]. */
   readonly error: Float32Array;
+  /** resid_pre [T * d_model] on the prompt (what attention reads). */
+  readonly residPre: Float32Array;
   /** mlp_in [T * d_model] on the prompt. */
   readonly mlpIn: Float32Array;
 }
@@ -195,6 +197,7 @@ export class LocalReplacement {
         preFeedforward: { rinv: rmsInverse(residMid, T, D, eps), g: offsetWeight(w.preFeedforwardNorm) },
         pattern,
         error,
+        residPre,
         mlpIn,
       });
 
