@@ -15,7 +15,7 @@
  */
 import { ChatError } from "../core/errors.js";
 import { fromStorage } from "../core/tensor.js";
-import type { ChatTemplate } from "../io/chat.js";
+import type { ChatMessage, ChatTemplate } from "../io/chat.js";
 import type { Tokenizer } from "../io/tokenizer.js";
 import type { Gemma3Config } from "../model/gemma3/config.js";
 import { addVector, type Intervention, projectOut } from "../model/gemma3/interventions.js";
@@ -29,8 +29,15 @@ export interface ChatPromptIds {
   readonly post: number;
 }
 
-export function chatPromptIds(template: ChatTemplate, tokenizer: Tokenizer, text: string): ChatPromptIds {
-  const enc = template.encode(tokenizer, [{ role: "user", content: text }], { addGenerationPrompt: true });
+export function chatPromptIds(
+  template: ChatTemplate,
+  tokenizer: Tokenizer,
+  text: string,
+  system?: string,
+): ChatPromptIds {
+  const messages: ChatMessage[] = system === undefined ? [] : [{ role: "system", content: system }];
+  messages.push({ role: "user", content: text });
+  const enc = template.encode(tokenizer, messages, { addGenerationPrompt: true });
   let last = -1;
   enc.role.forEach((r, i) => {
     if (r === "user") last = i;

@@ -10,6 +10,7 @@ import { registerGenerate } from "./generate.js";
 import { registerGraph } from "./graph.js";
 import { registerHarvest } from "./harvest.js";
 import { registerLogits } from "./logits.js";
+import { registerRefusal } from "./refusal.js";
 import { registerSafetensors } from "./safetensors.js";
 import { registerSites } from "./sites.js";
 import { registerSteer } from "./steer.js";
@@ -29,5 +30,6 @@ export function registerCommands(program: Command): void {
   registerHarvest(program);
   registerEval(program);
   registerTrain(program);
+  registerRefusal(program);
   registerDemo(program);
 }
