@@ -16,24 +16,13 @@ import { ablationInterventions } from "../../src/chat/refusal.js";
 import { loadGemma3 } from "../../src/model/gemma3/model.js";
 import { sites } from "../../src/model/gemma3/sites.js";
 import { backend } from "../features/helpers.js";
-import { checkpointTensors, randomWeights, tinyConfig, writeCheckpoint } from "../model/helpers.js";
-
-const RAW = {
-  model_type: "gemma3_text",
-  vocab_size: 40,
-  hidden_size: 16,
-  intermediate_size: 24,
-  num_hidden_layers: 3,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  head_dim: 8,
-  query_pre_attn_scalar: 6,
-  sliding_window: 4,
-  layer_types: ["sliding_attention", "full_attention", "sliding_attention"],
-  rope_theta: 10000,
-  rope_local_base_freq: 100,
-  max_position_embeddings: 64,
-};
+import {
+  checkpointTensors,
+  randomWeights,
+  tinyConfig,
+  tinyConfigJson,
+  writeCheckpoint,
+} from "../model/helpers.js";
 
 function direction(D: number, seed: number): Float32Array {
   let s = seed;
@@ -61,7 +50,12 @@ describe("weight orthogonalisation", () => {
       const weights = randomWeights(config, backend, tied ? 3 : 4);
       const tensors = checkpointTensors(weights);
       if (!tied) tensors.set("lm_head.weight", randomWeights(config, backend, 9).embed);
-      const src = writeCheckpoint(root, `src-${tied}`, { ...RAW, tie_word_embeddings: tied }, tensors);
+      const src = writeCheckpoint(
+        root,
+        `src-${tied}`,
+        tinyConfigJson({ tie_word_embeddings: tied }),
+        tensors,
+      );
       const original = loadGemma3(src, backend);
       const r = direction(config.dModel, 11);
       const out = join(root, `out-${tied}`);
@@ -112,7 +106,12 @@ describe("weight orthogonalisation", () => {
 
   test("bad input: wrong length, existing output, output = source; nothing left behind", async () => {
     const config = tinyConfig();
-    const src = writeCheckpoint(root, "src-bad", RAW, checkpointTensors(randomWeights(config, backend, 5)));
+    const src = writeCheckpoint(
+      root,
+      "src-bad",
+      tinyConfigJson(),
+      checkpointTensors(randomWeights(config, backend, 5)),
+    );
     await assert.rejects(
       orthogonalizeCheckpoint(src, new Float32Array(3), join(root, "x"), backend),
       /the direction has 3 entries; .* has d_model 16/,

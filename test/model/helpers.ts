@@ -90,28 +90,30 @@ export function modelFixtures(): ModelFixture[] {
 }
 
 /** A tiny text config (every-6th-layer rule off: layer types given), through the real parser. */
+/** The config.json of `tinyConfig` (before parsing), with `overrides`. */
+export function tinyConfigJson(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    model_type: "gemma3_text",
+    vocab_size: 40,
+    hidden_size: 16,
+    intermediate_size: 24,
+    num_hidden_layers: 3,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 8,
+    query_pre_attn_scalar: 6,
+    sliding_window: 4,
+    layer_types: ["sliding_attention", "full_attention", "sliding_attention"],
+    rope_theta: 10000,
+    rope_local_base_freq: 100,
+    rope_scaling: { rope_type: "linear", factor: 2 },
+    max_position_embeddings: 64,
+    ...overrides,
+  };
+}
+
 export function tinyConfig(overrides: Record<string, unknown> = {}): Gemma3Config {
-  return parseGemma3Config(
-    {
-      model_type: "gemma3_text",
-      vocab_size: 40,
-      hidden_size: 16,
-      intermediate_size: 24,
-      num_hidden_layers: 3,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      head_dim: 8,
-      query_pre_attn_scalar: 6,
-      sliding_window: 4,
-      layer_types: ["sliding_attention", "full_attention", "sliding_attention"],
-      rope_theta: 10000,
-      rope_local_base_freq: 100,
-      rope_scaling: { rope_type: "linear", factor: 2 },
-      max_position_embeddings: 64,
-      ...overrides,
-    },
-    "tiny-config",
-  );
+  return parseGemma3Config(tinyConfigJson(overrides), "tiny-config");
 }
 
 /** Seeded random weights for `config` (projections ~ N(0, 1/in), norm offsets ~ N(0, 0.2)). */
