@@ -89,7 +89,6 @@ export function modelFixtures(): ModelFixture[] {
   return out;
 }
 
-/** A tiny text config (every-6th-layer rule off: layer types given), through the real parser. */
 /** The config.json of `tinyConfig` (before parsing), with `overrides`. */
 export function tinyConfigJson(overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return {
@@ -112,6 +111,7 @@ export function tinyConfigJson(overrides: Record<string, unknown> = {}): Record<
   };
 }
 
+/** A tiny text config (every-6th-layer rule off: layer types given), through the real parser. */
 export function tinyConfig(overrides: Record<string, unknown> = {}): Gemma3Config {
   return parseGemma3Config(tinyConfigJson(overrides), "tiny-config");
 }
