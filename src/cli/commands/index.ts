@@ -15,6 +15,7 @@ import { registerSafetensors } from "./safetensors.js";
 import { registerSites } from "./sites.js";
 import { registerSteer } from "./steer.js";
 import { registerTrain } from "./train.js";
+import { registerVector } from "./vector.js";
 
 export function registerCommands(program: Command): void {
   registerData(program);
@@ -31,5 +32,6 @@ export function registerCommands(program: Command): void {
   registerEval(program);
   registerTrain(program);
   registerRefusal(program);
+  registerVector(program);
   registerDemo(program);
 }
