@@ -9,6 +9,7 @@ import { registerFeatures } from "./features.js";
 import { registerGenerate } from "./generate.js";
 import { registerGraph } from "./graph.js";
 import { registerHarvest } from "./harvest.js";
+import { registerJailbreak } from "./jailbreak.js";
 import { registerLogits } from "./logits.js";
 import { registerRefusal } from "./refusal.js";
 import { registerSafetensors } from "./safetensors.js";
@@ -33,5 +34,6 @@ export function registerCommands(program: Command): void {
   registerTrain(program);
   registerRefusal(program);
   registerVector(program);
+  registerJailbreak(program);
   registerDemo(program);
 }
