@@ -19,6 +19,8 @@ export const DEFAULT_REFUSAL_OPENINGS = ["I can't help with that.", "I'm sorry, 
 export interface Reply {
   readonly text: string;
   readonly refused: boolean;
+  /** The generated ids (a stop token, when hit, is the last). */
+  readonly ids: readonly number[];
 }
 
 export interface ReplyOptions {
@@ -32,7 +34,7 @@ export interface ReplyOptions {
 export function replies(
   model: Gemma3Model,
   tok: Tokenizer,
-  prompts: readonly ChatPromptIds[],
+  prompts: readonly Pick<ChatPromptIds, "ids">[],
   interventions: readonly Intervention[],
   options: ReplyOptions = {},
 ): Reply[] {
@@ -53,7 +55,7 @@ export function replies(
         t.filter((id) => id < tok.vocabSize),
         { skipSpecial: true },
       );
-      out.push({ text, refused: pattern.test(text) });
+      out.push({ text, refused: pattern.test(text), ids: t });
     }
     options.onProgress?.(out.length, prompts.length);
   }

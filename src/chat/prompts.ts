@@ -16,11 +16,13 @@ export interface PromptRow {
   readonly fields: Readonly<Record<string, unknown>>;
 }
 
-/** Parses JSONL text; `file` names it in errors. */
-export function parsePromptRows(text: string, file: string): PromptRow[] {
-  const rows: PromptRow[] = [];
-  const lines = text.split(/\r?\n/);
-  lines.forEach((raw, i) => {
+/** One JSON object per non-empty line, with its 1-based line number; `file` names it in errors. */
+export function parseJsonlObjects(
+  text: string,
+  file: string,
+): { line: number; value: Record<string, unknown> }[] {
+  const out: { line: number; value: Record<string, unknown> }[] = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
     const line = raw.trim();
     if (line === "") return;
     let v: unknown;
@@ -31,37 +33,57 @@ export function parsePromptRows(text: string, file: string): PromptRow[] {
     }
     if (v === null || typeof v !== "object" || Array.isArray(v))
       throw new ChatError(`line ${i + 1} is not a JSON object`, file);
-    const o = v as Record<string, unknown>;
-    const p = o.prompt ?? o.instruction;
-    if (typeof p !== "string" || p.trim() === "")
-      throw new ChatError(`line ${i + 1} has no "prompt" (or "instruction") string`, file);
-    for (const k of ["kind", "response"] as const)
-      if (o[k] !== undefined && typeof o[k] !== "string")
-        throw new ChatError(`line ${i + 1}: "${k}" must be a string`, file);
-    rows.push({
-      prompt: p,
-      line: i + 1,
-      fields: o,
-      ...(typeof o.kind === "string" ? { kind: o.kind } : {}),
-      ...(typeof o.response === "string" ? { response: o.response } : {}),
-    });
+    out.push({ line: i + 1, value: v as Record<string, unknown> });
   });
-  return rows;
+  return out;
 }
 
-/** Reads a JSONL prompt file; an empty one is an error. */
-export function readPromptFile(file: string, what = "prompt set"): PromptRow[] {
+/** Reads a JSONL file of objects; a missing or empty file is an error. */
+export function readJsonlObjects(
+  file: string,
+  what: string,
+): { line: number; value: Record<string, unknown> }[] {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch (e) {
     throw new ChatError(`cannot read the ${what}: ${(e as Error).message}`, file);
   }
-  const rows = parsePromptRows(text, file);
+  const rows = parseJsonlObjects(text, file);
   if (rows.length === 0) throw new ChatError(`the ${what} is empty`, file);
   return rows;
 }
 
+/** Parses JSONL prompt rows; `file` names it in errors. */
+export function parsePromptRows(text: string, file: string): PromptRow[] {
+  return promptRowsOf(parseJsonlObjects(text, file), file);
+}
+
+function promptRowsOf(
+  objects: { line: number; value: Record<string, unknown> }[],
+  file: string,
+): PromptRow[] {
+  return objects.map(({ line, value: o }) => {
+    const p = o.prompt ?? o.instruction;
+    if (typeof p !== "string" || p.trim() === "")
+      throw new ChatError(`line ${line} has no "prompt" (or "instruction") string`, file);
+    for (const k of ["kind", "response"] as const)
+      if (o[k] !== undefined && typeof o[k] !== "string")
+        throw new ChatError(`line ${line}: "${k}" must be a string`, file);
+    return {
+      prompt: p,
+      line,
+      fields: o,
+      ...(typeof o.kind === "string" ? { kind: o.kind } : {}),
+      ...(typeof o.response === "string" ? { response: o.response } : {}),
+    };
+  });
+}
+
+/** Reads a JSONL prompt file; an empty one is an error. */
+export function readPromptFile(file: string, what = "prompt set"): PromptRow[] {
+  return promptRowsOf(readJsonlObjects(file, what), file);
+}
 /** Rows of one `kind`, refusing an empty result. */
 export function ofKind(rows: readonly PromptRow[], kind: string, file: string): PromptRow[] {
   const out = rows.filter((r) => r.kind === kind);

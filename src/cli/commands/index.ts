@@ -1,6 +1,7 @@
 /** Registers every subcommand. Add a command by writing `commands/<name>.ts` and listing it here. */
 import type { Command } from "commander";
 import { registerActivations } from "./activations.js";
+import { registerCot } from "./cot.js";
 import { registerData } from "./data.js";
 import { registerDemo } from "./demo.js";
 import { registerDict } from "./dict.js";
@@ -35,5 +36,6 @@ export function registerCommands(program: Command): void {
   registerRefusal(program);
   registerVector(program);
   registerJailbreak(program);
+  registerCot(program);
   registerDemo(program);
 }
