@@ -221,7 +221,10 @@ function lastLogits(
   return model.forward([p.ids], { logits: "last", interventions }).logits.toFloat32Array();
 }
 
-/** Measures one candidate direction on validation prompts. */
+/**
+ * Measures one candidate direction on validation prompts. `baseHarmless` (the harmless prompts'
+ * last-position log-probabilities without intervention) can be given to share it across candidates.
+ */
 export function scoreCandidate(
   model: Gemma3Model,
   r: Float32Array,
@@ -229,14 +232,15 @@ export function scoreCandidate(
   harmful: readonly ChatPromptIds[],
   harmless: readonly ChatPromptIds[],
   tokens: readonly number[],
+  baseHarmless: readonly Float64Array[] = harmless.map((p) => logSoftmax(lastLogits(model, p, []))),
 ): CandidateScores {
   const ablate = ablationInterventions(model, r);
   const add = [additionIntervention(model, where.layer, r)];
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const ablation = mean(harmful.map((p) => refusalScore(lastLogits(model, p, ablate), tokens)));
   const kl = mean(
-    harmless.map((p) => {
-      const base = logSoftmax(lastLogits(model, p, []));
+    harmless.map((p, i) => {
+      const base = baseHarmless[i];
       const abl = logSoftmax(lastLogits(model, p, ablate));
       let s = 0;
       for (let v = 0; v < base.length; v++) s += Math.exp(base[v]) * (base[v] - abl[v]);
@@ -280,6 +284,7 @@ export function fitRefusalDirection(
       if (n > 1e-12 && layer < cutoff * model.config.layers) todo.push({ layer, position });
     });
   });
+  const base = validation.harmless.map((p) => logSoftmax(lastLogits(model, p, [])));
   const scores = todo.map((w, i) => {
     const s = scoreCandidate(
       model,
@@ -288,6 +293,7 @@ export function fitRefusalDirection(
       validation.harmful,
       validation.harmless,
       tokens,
+      base,
     );
     options.onProgress?.(i + 1, todo.length);
     return s;
