@@ -108,7 +108,10 @@ function main(): void {
     return i >= 0 && i + 1 < argv.length ? argv[i + 1] : def;
   };
   const childJob = get("child", "");
-  if (childJob !== "") return child(childJob);
+  if (childJob !== "") {
+    child(childJob);
+    return;
+  }
   const rounds = Number(get("rounds", "1"));
   const anchor = argv.includes("--anchor");
   const json = argv.includes("--json");
