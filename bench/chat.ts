@@ -8,7 +8,6 @@
  *
  * Child mode (internal): --child JOB.json
  */
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,7 +23,7 @@ import {
 import { ChatTemplate } from "../src/io/chat.js";
 import { Tokenizer } from "../src/io/tokenizer.js";
 import { loadGemma3 } from "../src/model/gemma3/model.js";
-import { machine, median, packageRoot, referencePython } from "./util.js";
+import { machine, median, packageRoot, referencePython, spawnJson } from "./util.js";
 
 const root = packageRoot();
 const MODEL = join(root, "models", "tiny-gemma3-it");
@@ -91,14 +90,7 @@ function child(path: string): void {
 }
 
 function run(cmd: string, argv: string[]): RunResult {
-  const r = spawnSync(cmd, argv, {
-    cwd: root,
-    encoding: "utf8",
-    maxBuffer: 1 << 26,
-    env: { ...process.env, OMP_NUM_THREADS: "2" },
-  });
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(" ")} failed:\n${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split("\n").at(-1) ?? "") as RunResult;
+  return spawnJson<RunResult>(cmd, argv, { ...process.env, OMP_NUM_THREADS: "2" });
 }
 
 function main(): void {

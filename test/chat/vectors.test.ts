@@ -160,8 +160,6 @@ describe("behaviour vectors on tiny-gemma3-it", () => {
     const v = readFileSync(join(out, "fit.json"), "utf8");
     assert.equal((JSON.parse(v) as VectorFitReport).layer, fit.layer);
     // Monitoring before the reply: harmful prompts project higher than harmless ones.
-    const saved = responseExample(tpl, tok, "x", "y");
-    assert.ok(saved.response.length > 0);
     const dir = fitVector(
       model,
       {

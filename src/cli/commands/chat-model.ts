@@ -6,6 +6,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { defaultBackend } from "../../backends/index.js";
+import { DEFAULT_REFUSAL_OPENINGS } from "../../chat/evaluate.js";
 import { type ChatPromptIds, chatPromptIds, refusalTokens } from "../../chat/refusal.js";
 import { GlassboxError, UsageError } from "../../core/errors.js";
 import { ChatTemplate } from "../../io/chat.js";
@@ -48,8 +49,7 @@ export function loadChatModel(dir: string | undefined): ChatModel {
 
 /** `--opening` values (default: the bundled chat model's refusals) as refusal token ids. */
 export function openingTokens(tok: Tokenizer, openings: readonly string[] | undefined): number[] {
-  const list = openings ?? ["I can't help with that.", "I'm sorry, but I can't help with that."];
-  return refusalTokens(tok, list);
+  return refusalTokens(tok, openings ?? DEFAULT_REFUSAL_OPENINGS);
 }
 
 export const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
